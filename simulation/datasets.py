@@ -439,7 +439,9 @@ def organic_smiles(
 ) -> list[tuple[str, str]]:
     """``(source, smiles)`` pairs: a seeded sample of neutral single-fragment MOSES and ChEMBL-drug molecules.
 
-    Only elements H C N O F S Cl Br and ``min_heavy..max_heavy`` heavy atoms are kept.
+    Only elements H C N O F S Cl Br and ``min_heavy..max_heavy`` heavy atoms are kept. ``moses_fraction`` of
+    ``n_molecules`` come from MOSES, the rest from ChEMBL drugs; when fewer ChEMBL drugs pass the filters
+    (237 with the defaults) the set is simply smaller, so that a given seed always yields the same list.
     """
     rng = np.random.default_rng(seed)
     with gzip.open(_moses_train_csv(), "rt") as fh:
@@ -574,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--frames", type=int, default=2000, help="frames per molecule set")
     parser.add_argument("--temperature", type=float, default=500.0)
-    parser.add_argument("--organic", type=int, default=800, help="organic molecules (0 to skip)")
+    parser.add_argument("--organic", type=int, default=800, help="organic molecules requested (0 to skip)")
     parser.add_argument("--configs", type=int, default=4, help="configurations per organic molecule")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
