@@ -1,0 +1,64 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Each creates .venv if missing and installs the project once (a stamp file records it).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test lint lint-imports pytest notebooks lab bench bench-chem clean
+
+help:
+	@echo "make demo    set up .venv and run the main job on the embedded defaults"
+	@echo "make test    set up .venv and run ruff, import contracts, pytest and the notebooks"
+	@echo "make lab     start JupyterLab on the project"
+	@echo "make bench   run the benchmarks (writes benchmarks/results/*.json)"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so nothing else can pull a different (CUDA) build.
+$(STAMP): pyproject.toml $(VENV)/bin/python
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet --no-deps molsets==0.3.1
+	$(PY) -c "import torch, rdkit, openmm; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m workbench.cli demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+# pytest exits 5 when it collects nothing; that is not a failure of the code under test.
+pytest: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+notebooks: $(STAMP)
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		$(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks; \
+	else echo "no notebooks"; fi
+
+test: lint lint-imports pytest notebooks
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=.
+
+bench-chem: $(STAMP)
+	$(PY) benchmarks/chem.py
+
+bench: bench-chem
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+-include mk/*.mk

@@ -1,0 +1,17 @@
+"""Shared fixtures: small real samples of the bundled corpora."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.data import load_corpus
+
+
+@pytest.fixture(scope="session")
+def moses_sample() -> list[str]:
+    return load_corpus("moses-test", limit=500, seed=1)
+
+
+@pytest.fixture(scope="session")
+def drugs_sample() -> list[str]:
+    return load_corpus("chembl-drugs", limit=200, seed=2)
