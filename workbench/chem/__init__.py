@@ -15,12 +15,15 @@ from workbench.chem.molecule import Molecule
 from workbench.chem.moleculeset import MoleculeSet
 from workbench.chem.properties import PROPERTIES
 from workbench.chem.rules import DEFAULT_RULES, RULES, Finding, Rule, RuleSet, ValidationReport, validate
+from workbench.chem.spec import DesignSpec, SpecReport
 from workbench.chem.standardize import largest_fragment, neutralize
 
 __all__ = [
     "Molecule",
     "MoleculeSet",
     "validate",
+    "DesignSpec",
+    "SpecReport",
     "ValidationReport",
     "Finding",
     "Rule",
