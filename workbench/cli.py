@@ -94,6 +94,93 @@ def _emit(record: dict, as_json: bool, text: str) -> None:
 
 
 @app.command()
+def run(
+    job: str = typer.Argument(..., help="job file (.yaml or .toml)"),
+    store: str = typer.Option("workbench-results.db", help="SQLite result store"),
+    resume: bool = typer.Option(False, help="continue a job already in the store"),
+    workers: Optional[int] = typer.Option(None, help="run on a local Dask cluster of N workers"),
+    executor: str = typer.Option("local", help="'local' or dask://host:port"),
+    report: Optional[str] = typer.Option(None, help="also write the HTML report here"),
+) -> None:
+    """Run a design campaign from a job file and record every candidate in the store."""
+    from workbench.errors import WorkbenchError
+    from workbench.jobs import run as run_job
+
+    try:
+        result = run_job(job, store, resume=resume, executor=executor, workers=workers)
+    except WorkbenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(
+        f"{result.job_name}: {result.counts} (validity {result.health['validity']:.0%}, "
+        f"uniqueness {result.health['uniqueness']:.0%}; executor {result.executor}) -> {store}"
+    )
+    for row in result.to_pandas().head(5).itertuples():
+        typer.echo(f"  #{row.rank}  score={row.score:.3f}  {row.smiles}")
+    if report:
+        from workbench.jobs.report import write_report
+
+        typer.echo(f"report: {write_report(store, report, result.job_name)}")
+
+
+@app.command()
+def status(store: str = typer.Argument(..., help="SQLite result store")) -> None:
+    """Show the jobs in a store and how far each got."""
+    from workbench.jobs import ResultStore
+
+    with ResultStore(store, readonly=True) as db:
+        for job in db.jobs():
+            typer.echo(f"{job['name']}: {job['status']} {db.counts(job['job_id'])} (started {job['created_at']})")
+
+
+@app.command()
+def export(
+    store: str = typer.Argument(..., help="SQLite result store"),
+    format: str = typer.Option("csv", "--format", help="sdf, csv or parquet"),
+    out: Optional[str] = typer.Option(None, help="output file (default: <job>.<format>)"),
+    job: Optional[str] = typer.Option(None, help="job name (default: the latest)"),
+) -> None:
+    """Export a job's ranked candidates."""
+    from workbench.jobs import ResultStore
+    from workbench.jobs.runner import rows_to_moleculeset, rows_to_records
+
+    with ResultStore(store, readonly=True) as db:
+        jobs = db.jobs()
+        if not jobs:
+            typer.echo("error: the store holds no jobs", err=True)
+            raise typer.Exit(code=2)
+        record = db.job(job or jobs[-1]["name"])
+        if record is None:
+            typer.echo(f"error: no job {job!r}; jobs: {', '.join(j['name'] for j in jobs)}", err=True)
+            raise typer.Exit(code=2)
+        rows = db.rows(record["job_id"], ranked=True)
+    path = out or f"{record['name']}.{format}"
+    if format == "sdf":
+        rows_to_moleculeset(rows).to_sdf(path, properties=())
+    elif format in ("csv", "parquet"):
+        import pandas as pd
+
+        df = pd.DataFrame(rows_to_records(rows))
+        df.to_csv(path, index=False) if format == "csv" else df.to_parquet(path, index=False)
+    else:
+        typer.echo("error: --format must be sdf, csv or parquet", err=True)
+        raise typer.Exit(code=2)
+    typer.echo(path)
+
+
+@app.command()
+def report(
+    store: str = typer.Argument(..., help="SQLite result store"),
+    out: str = typer.Option("report.html", help="HTML file to write"),
+    job: Optional[str] = typer.Option(None, help="job name (default: the latest)"),
+) -> None:
+    """Write a self-contained HTML report (grid, distributions vs targets, provenance)."""
+    from workbench.jobs.report import write_report
+
+    typer.echo(write_report(store, out, job))
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from workbench import __version__

@@ -20,6 +20,8 @@ __all__ = [
     "ConformerError",
     "DataUnavailableError",
     "JobFileError",
+    "StoreError",
+    "RunHealthError",
 ]
 
 
@@ -112,3 +114,16 @@ class DataUnavailableError(WorkbenchError, ImportError):
 
 class JobFileError(WorkbenchError, ValueError):
     """A job file is malformed; the message names the field and, where known, the line."""
+
+
+class StoreError(WorkbenchError):
+    """The result store cannot be opened or written (read-only path, disk full, newer schema...)."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"result store {str(path)!r}: {reason}")
+
+
+class RunHealthError(WorkbenchError, RuntimeError):
+    """A campaign stopped because a health check failed (validity or uniqueness collapsed)."""
