@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml $(VENV)/bin/python
 
 setup: $(STAMP)
 
+# The main job on the embedded defaults: the chemistry core on real corpora, then a design campaign
+# (propose -> validate -> filter -> embed -> score -> rank) with its HTML report.
 demo: $(STAMP)
-	$(PY) -m workbench.cli demo
+	$(PY) -m workbench.cli demo --n 1000
+	mkdir -p build && rm -f build/demo.db build/demo.db-wal build/demo.db-shm
+	$(PY) -m workbench.cli run examples/demo.yaml --store build/demo.db --report build/demo-report.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -56,7 +60,10 @@ lab: $(STAMP)
 bench-chem: $(STAMP)
 	$(PY) benchmarks/chem.py
 
-bench: bench-chem
+bench: bench-chem bench-campaign
+
+bench-campaign: $(STAMP)
+	$(PY) benchmarks/campaign.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
