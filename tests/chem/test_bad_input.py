@@ -150,3 +150,34 @@ def test_random_xyz_and_molblock_text(text):
     for parse in (Molecule.from_xyz, Molecule.from_molblock):
         with contextlib.suppress(InvalidMoleculeError):
             parse(text + "\n")
+
+
+ALL_BAD = {**BAD_SMILES, **TRICKY_BUT_VALID, "salt2": "CC(=O)[O-].[Na+]", "cation": "C[N+](C)(C)C"}
+
+
+def _entry_points():
+    from workbench.chem import DesignSpec, largest_fragment, neutralize
+
+    spec = DesignSpec(properties={"mw": [0, 500]}, require=["C"])
+    return {
+        "Molecule": lambda s: Molecule(s),
+        "from_smiles": Molecule.from_smiles,
+        "validate": validate,
+        "MoleculeSet": lambda s: MoleculeSet([s]),
+        "embed": lambda s: conformers.embed(s, timeout=20),
+        "largest_fragment": largest_fragment,
+        "neutralize": neutralize,
+        "spec.check": spec.check,
+        "svg": lambda s: Molecule(s).to_svg(),
+        "properties": lambda s: Molecule(s).properties(),
+    }
+
+
+@pytest.mark.parametrize("entry", sorted(_entry_points()))
+@pytest.mark.parametrize("label", sorted(ALL_BAD))
+def test_every_entry_point_gives_a_clear_error_or_a_result(entry, label):
+    func = _entry_points()[entry]
+    try:
+        func(ALL_BAD[label])
+    except (WorkbenchError, ValueError) as exc:
+        assert str(exc)  # a message a user can read
