@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test lint lint-imports pytest notebooks lab bench bench-chem clean
+.PHONY: help setup demo test lint lint-imports browser pytest notebooks lab bench bench-chem bench-campaign clean
 
 help:
 	@echo "make demo    set up .venv and run the main job on the embedded defaults"
@@ -52,7 +52,17 @@ notebooks: $(STAMP)
 		$(PY) -m pytest -q --nbmake --nbmake-timeout=900 notebooks; \
 	else echo "no notebooks"; fi
 
-test: lint lint-imports pytest notebooks
+test: lint lint-imports browser pytest notebooks
+
+# Headless Chromium for the report/notebook rendering test (Debian package). Where it cannot be installed
+# (no root, no apt), the test is skipped with that reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		echo "installing Debian chromium for the browser test"; \
+		( $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  ( $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 ) ) || \
+		echo "chromium could not be installed here; the browser test will be skipped"; }
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=.

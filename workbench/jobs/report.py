@@ -65,7 +65,8 @@ def render_report(store_path: str, job_name: str | None = None, top: int = 48) -
     records = rows_to_records(rows)
     mols = rows_to_moleculeset(rows)
     cards = "".join(
-        molecule_card(m, extra={"rank": m.meta.get("rank"), "score": m.meta.get("score")}) for m in mols[:top]
+        molecule_card(m, extra={"rank": m.meta.get("rank"), "score": m.meta.get("score"), "spec": _spec_label(m)})
+        for m in mols[:top]
     )
     columns = ["rank", "smiles", "source", "status", "score", "spec_ok", "mw", "clogp", "qed", "sa"]
     table_rows = "".join(
@@ -96,6 +97,13 @@ def write_report(store_path: str, out_path: str, job_name: str | None = None) ->
     with open(out_path, "w", encoding="utf-8") as fh:
         fh.write(html)
     return out_path
+
+
+def _spec_label(mol: Any) -> str:
+    if mol.meta.get("spec_ok"):
+        return "met"
+    failed = mol.meta.get("spec_failed", "")
+    return f"not met: {failed}" if failed else "not met"
 
 
 def _fmt(value: Any) -> str:

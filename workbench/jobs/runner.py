@@ -20,7 +20,7 @@ from typing import Any
 from workbench.chem.molecule import Molecule
 from workbench.chem.moleculeset import MoleculeSet
 from workbench.errors import InvalidMoleculeError, JobFileError, RunHealthError
-from workbench.jobs.executors import make_executor
+from workbench.jobs.executors import DaskExecutor, LocalExecutor, make_executor
 from workbench.jobs.jobfile import JobConfig, load_job
 from workbench.jobs.proposers import propose
 from workbench.jobs.stages import process_candidate
@@ -156,7 +156,7 @@ def run(
     store: str | os.PathLike = "workbench-results.db",
     *,
     resume: bool = False,
-    executor: str = "local",
+    executor: str | LocalExecutor | DaskExecutor = "local",
     workers: int | None = None,
     progress: bool = True,
 ) -> CampaignResult:
@@ -165,6 +165,8 @@ def run(
     The proposals are drawn once and recorded; then each candidate is processed and written in its own
     transaction as soon as it finishes. A run killed at any point resumes with no lost and no duplicated
     rows. Raises :class:`RunHealthError` when a health check with ``action: stop`` fails (rows so far kept).
+    ``executor`` is ``"local"``, ``"dask://host:port"`` or an executor object you keep open across runs
+    (e.g. ``DaskExecutor(workers=4)``); ``workers`` > 1 with ``"local"`` starts a LocalCluster.
     """
     config = job if isinstance(job, JobConfig) else load_job(job)
     settings_json = json.dumps(config.model_dump(mode="json"), sort_keys=True)
@@ -214,7 +216,8 @@ def run(
                 if key is not None:
                     seen.add(key)
                 todo.append(item)
-        runner = make_executor(executor, workers)
+        owned = isinstance(executor, str)
+        runner = make_executor(executor, workers) if owned else executor
         bar = _progress(len(todo), config.name, progress)
         try:
             for result in runner.map_unordered(process_candidate, todo, settings_json):
@@ -233,7 +236,8 @@ def run(
                             warnings.warn(message, stacklevel=2)
         finally:
             bar.close()
-            runner.close()
+            if owned:
+                runner.close()
         db.set_job_status(job_id, "finished")
         counts = db.counts(job_id)
     return CampaignResult(
