@@ -115,8 +115,10 @@ def run(
         f"{result.job_name}: {result.counts} (validity {result.health['validity']:.0%}, "
         f"uniqueness {result.health['uniqueness']:.0%}; executor {result.executor}) -> {store}"
     )
-    for row in result.to_pandas().head(5).itertuples():
-        typer.echo(f"  #{row.rank}  score={row.score:.3f}  {row.smiles}")
+    from workbench.jobs.runner import rows_to_records
+
+    for rec in [r for r in rows_to_records(result.rows()) if r["rank"] is not None][:5]:
+        typer.echo(f"  #{rec['rank']}  score={rec['score']:.3f}  {rec['smiles']}")
     if report:
         from workbench.jobs.report import write_report
 

@@ -127,7 +127,7 @@ def rows_to_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rec["mmff_energy"] = result["mmff_energy"]
         for key, value in (result.get("simulation") or {}).items():
             if isinstance(value, int | float | str | bool):
-                rec[f"sim_{key}"] = value
+                rec[key] = value
         records.append(rec)
     return records
 
@@ -189,6 +189,10 @@ def run(
                 config.name, config.to_dict(), git_commit=git_commit(), seed=config.seed, version=_version()
             )
         )
+        if config.simulate.enabled:
+            from workbench.jobs.simulate import check_potential
+
+            check_potential(config.simulate.potential)
         if db.n_proposals(job_id) == 0:
             db.set_job_status(job_id, "proposing")
             proposals = []

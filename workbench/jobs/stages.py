@@ -88,7 +88,9 @@ def process_candidate(item: dict[str, Any], settings_json: str) -> dict[str, Any
                 from workbench.jobs.simulate import simulate_candidate
 
                 try:
-                    observables = simulate_candidate(m3d, config.simulate, seed=config.seed)
+                    observables = {
+                        f"sim_{k}": v for k, v in simulate_candidate(m3d, config.simulate, config.seed).items()
+                    }
                     out["simulation"] = observables
                     out["stages"]["simulate"] = "ok"
                 except Exception as exc:
