@@ -18,7 +18,7 @@ SIM_ORGANIC_CONFIGS   ?= 4
 SIM_MODEL_ARGS   ?= --features 64 --layers 3 --heads 4 --cutoff 5.0
 SIM_ETHANOL_ARGS ?= $(SIM_MODEL_ARGS) --batch-size 16 --schedule cosine --max-minutes 22 --epochs 1000 --early-stopping 1000
 SIM_ASPIRIN_ARGS ?= $(SIM_MODEL_ARGS) --batch-size 16 --schedule cosine --max-minutes 30 --epochs 1000 --early-stopping 1000
-SIM_ORGANIC_ARGS ?= $(SIM_MODEL_ARGS) --batch-size 16 --schedule cosine --max-minutes 45 --epochs 1000 --early-stopping 1000
+SIM_ORGANIC_ARGS ?= $(SIM_MODEL_ARGS) --batch-size 8 --schedule cosine --max-minutes 58 --epochs 1000 --early-stopping 1000
 
 .PHONY: data-simulation train-potential-ethanol train-potential-aspirin train-potential-organic
 
