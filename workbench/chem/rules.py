@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 from rdkit import Chem
 from rdkit.Chem import Descriptors
 
+from workbench.chem._yaml import is_element_symbol, load_yaml
 from workbench.chem.alerts import alert_catalog, molecule_arrays
 from workbench.chem.molecule import Molecule, describe_problems, smiles_syntax_problem
 from workbench.errors import SpecError
@@ -214,15 +215,10 @@ class ElementsRule(Rule):
     counterions: tuple[str, ...] = DEFAULT_COUNTERIONS
 
     def __post_init__(self):
-        table = Chem.GetPeriodicTable()
         for name in ("allowed", "counterions"):
             symbols = tuple(getattr(self, name))
             for symbol in symbols:
-                try:
-                    ok = table.GetAtomicNumber(str(symbol)) > 0
-                except RuntimeError:
-                    ok = False
-                if not ok:
+                if not is_element_symbol(symbol):
                     raise SpecError(f"rules.elements.{name}", f"{symbol!r} is not an element symbol")
             object.__setattr__(self, name, symbols)
 
@@ -588,17 +584,7 @@ class RuleSet:
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> RuleSet:
         """Load from a YAML file path or YAML text (safe loader)."""
-        import yaml
-
-        text = str(source)
-        if os.path.exists(text):
-            with open(text) as fh:
-                text = fh.read()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError("rules", f"not valid YAML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(load_yaml(source, "rules"))
 
     def to_dict(self) -> dict[str, Any]:
         out = {}

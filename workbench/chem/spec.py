@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from rdkit import Chem
 
+from workbench.chem._yaml import is_element_symbol, load_yaml
 from workbench.chem.molecule import Molecule
 from workbench.chem.properties import NUMERIC_PROPERTIES, PROPERTIES
 from workbench.errors import InvalidMoleculeError, SpecError
@@ -169,14 +170,9 @@ class DesignSpec(BaseModel):
             return None
         if isinstance(value, str):
             value = [value]
-        table = Chem.GetPeriodicTable()
         out = []
         for symbol in value:
-            try:
-                ok = table.GetAtomicNumber(str(symbol)) > 0
-            except RuntimeError:
-                ok = False
-            if not ok:
+            if not is_element_symbol(symbol):
                 raise SpecError("elements", f"{symbol!r} is not an element symbol")
             out.append(str(symbol))
         return tuple(out)
@@ -211,17 +207,7 @@ class DesignSpec(BaseModel):
     @classmethod
     def from_yaml(cls, source: str | os.PathLike) -> DesignSpec:
         """Load from a YAML (or JSON) file path or text, with a safe loader."""
-        import yaml
-
-        text = str(source)
-        if os.path.exists(text):
-            with open(text) as fh:
-                text = fh.read()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError("spec", f"not valid YAML: {exc}") from None
-        return cls.from_dict(data or {})
+        return cls.from_dict(load_yaml(source, "spec") or {})
 
     @classmethod
     def from_json(cls, text: str) -> DesignSpec:

@@ -264,7 +264,9 @@ def _canonical(smiles: str) -> str | None:
 def _progress(total: int, name: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=name, unit="mol", disable=not enabled, leave=False)
+    return tqdm(
+        total=total, desc=name, unit="mol", disable=None if enabled else True, leave=False
+    )  # None: off if not a TTY
 
 
 def _version() -> str:
