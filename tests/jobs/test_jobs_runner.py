@@ -191,3 +191,14 @@ def test_unwritable_store_path_is_a_clear_error(tmp_path):
     # /proc accepts no new files, even for root: the same path a read-only mount takes
     with pytest.raises(StoreError, match="writable"):
         run(_job(n=2), "/proc/workbench-test.db", progress=False)
+
+
+def test_existing_dask_scheduler_by_address(tmp_path):
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        address = cluster.scheduler_address.replace("tcp://", "")
+        result = run(_job(name="addr", n=6), str(tmp_path / "r.db"), executor=f"dask://{address}", progress=False)
+    assert result.executor == f"dask://{address}" and result.counts == {"done": 6}
+    run(_job(name="addr", n=6), str(tmp_path / "local.db"), progress=False)
+    assert _summary(str(tmp_path / "r.db"), "addr") == _summary(str(tmp_path / "local.db"), "addr")
