@@ -1,0 +1,298 @@
+"""A SELFIES variational autoencoder: the molecular latent space the denoiser diffuses in.
+
+>>> from diffusion.autoencoder import SelfiesVAE  # doctest: +SKIP
+>>> vae = SelfiesVAE.from_pretrained("diffusion/checkpoints/autoencoder")  # doctest: +SKIP
+>>> vae.decode_smiles(vae.encode_smiles(["CCO"]))  # doctest: +SKIP
+['CCO']
+
+SELFIES strings are split into tokens from a fixed alphabet (stored in the JSON config), padded to
+``max_len`` and ended with an end token. A GRU reads the tokens into a Gaussian posterior
+(``mu``, ``logvar``) of ``latent_dim`` dimensions; a second GRU, started from and fed the latent at
+every step, writes them back. Any token sequence decodes to a valid SELFIES string, so every latent
+decodes to a molecule; :meth:`SelfiesVAE.decode_molecules` still validates each one with
+:func:`workbench.chem.validate` and reports the ones that fail.
+
+``latent_mean`` / ``latent_std`` (per dimension, measured on the training set after training) turn
+posterior means into the unit-scale latents the denoiser is trained on: see :meth:`normalise` and
+:meth:`denormalise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import selfies as sf
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+from torch.nn import functional as F
+
+from workbench.chem import Molecule, ValidationReport, validate
+from workbench.errors import InvalidMoleculeError
+
+__all__ = ["SelfiesVAE", "SelfiesVocabulary", "DecodedMolecule", "PAD", "EOS", "BOS"]
+
+PAD = "[nop]"
+EOS = "[EOS]"
+BOS = "[BOS]"
+
+
+class SelfiesVocabulary:
+    """Token <-> index mapping for SELFIES with padding, begin and end tokens.
+
+    >>> vocab = SelfiesVocabulary.from_smiles(["CCO", "c1ccccc1"])
+    >>> vocab.decode(vocab.encode("CCO", max_len=8))
+    'CCO'
+    """
+
+    def __init__(self, tokens: Sequence[str]):
+        specials = [PAD, BOS, EOS]
+        self.tokens: list[str] = specials + [t for t in tokens if t not in specials]
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    @classmethod
+    def from_smiles(cls, smiles: Sequence[str]) -> SelfiesVocabulary:
+        """Build the alphabet of every SELFIES token used by ``smiles`` (sorted, so it is reproducible)."""
+        alphabet: set[str] = set()
+        for s in smiles:
+            alphabet.update(sf.split_selfies(sf.encoder(s)))
+        return cls(sorted(alphabet))
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def pad_id(self) -> int:
+        return self.index[PAD]
+
+    @property
+    def bos_id(self) -> int:
+        return self.index[BOS]
+
+    @property
+    def eos_id(self) -> int:
+        return self.index[EOS]
+
+    def encode(self, smiles: str, max_len: int) -> list[int] | None:
+        """Token ids of ``smiles`` ending in EOS and padded to ``max_len``; None if too long or unencodable."""
+        try:
+            selfies = sf.encoder(smiles)
+        except sf.EncoderError:
+            return None
+        if selfies is None:
+            return None
+        tokens = list(sf.split_selfies(selfies))
+        if len(tokens) + 1 > max_len or any(t not in self.index for t in tokens):
+            return None
+        ids = [self.index[t] for t in tokens] + [self.eos_id]
+        return ids + [self.pad_id] * (max_len - len(ids))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """SMILES for token ids, reading up to the first EOS (SELFIES guarantees it parses)."""
+        tokens = []
+        for i in ids:
+            if i == self.eos_id:
+                break
+            if i in (self.pad_id, self.bos_id):
+                continue
+            tokens.append(self.tokens[i])
+        return sf.decoder("".join(tokens)) or ""
+
+
+@dataclass(frozen=True)
+class DecodedMolecule:
+    """One decoded latent: the SMILES it became, the Molecule (None if it failed) and its report."""
+
+    smiles: str
+    molecule: Molecule | None
+    validation: ValidationReport
+
+
+class SelfiesVAE(ModelMixin, ConfigMixin):
+    """GRU encoder / GRU decoder VAE over SELFIES tokens.
+
+    >>> vae = SelfiesVAE(tokens=["[C]", "[O]"], max_len=8, embed_dim=8, hidden_dim=16, latent_dim=4)
+    >>> vae.encode_smiles(["CCO", "CO"]).shape
+    torch.Size([2, 4])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        tokens: Sequence[str] = (),
+        max_len: int = 60,
+        embed_dim: int = 64,
+        hidden_dim: int = 256,
+        latent_dim: int = 48,
+        latent_mean: Sequence[float] | None = None,
+        latent_std: Sequence[float] | None = None,
+    ):
+        super().__init__()
+        self.vocab = SelfiesVocabulary(tokens)
+        n_tokens = len(self.vocab)
+        self.embed = nn.Embedding(n_tokens, embed_dim, padding_idx=self.vocab.pad_id)
+        self.encoder_gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+        self.to_posterior = nn.Linear(hidden_dim, 2 * latent_dim)
+        self.latent_to_hidden = nn.Linear(latent_dim, hidden_dim)
+        self.decoder_gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
+        self.to_logits = nn.Linear(hidden_dim, n_tokens)
+        mean = torch.tensor(latent_mean if latent_mean is not None else [0.0] * latent_dim, dtype=torch.float32)
+        std = torch.tensor(latent_std if latent_std is not None else [1.0] * latent_dim, dtype=torch.float32)
+        self.register_buffer("_latent_mean", mean, persistent=False)
+        self.register_buffer("_latent_std", std, persistent=False)
+
+    # ------------------------------------------------------------------ tokens
+    def tokenize(self, smiles: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
+        """Token ids (batch, max_len) of the encodable SMILES, and the indices of those kept."""
+        rows, kept = [], []
+        for i, s in enumerate(smiles):
+            ids = self.vocab.encode(s, self.config.max_len)
+            if ids is not None:
+                rows.append(ids)
+                kept.append(i)
+        if not rows:
+            return torch.zeros(0, self.config.max_len, dtype=torch.long), kept
+        return torch.tensor(rows, dtype=torch.long), kept
+
+    # ------------------------------------------------------------------ network
+    def posterior(self, token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mu``, ``logvar`` (batch, latent_dim) of token ids (batch, max_len)."""
+        # Read the whole padded sequence and take the state at the EOS token (cheaper than packing on CPU).
+        last = (token_ids != self.vocab.pad_id).sum(dim=1).clamp(min=1) - 1
+        out, _ = self.encoder_gru(self.embed(token_ids))  # (batch, length, hidden)
+        h = out[torch.arange(out.shape[0], device=out.device), last].unsqueeze(0)
+        mu, logvar = self.to_posterior(h[0]).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 6.0)
+
+    def teacher_forced_logits(self, z: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (batch, max_len, vocab) given the latent and the true previous tokens."""
+        batch, length = token_ids.shape
+        bos = torch.full((batch, 1), self.vocab.bos_id, dtype=torch.long, device=token_ids.device)
+        inputs = self.embed(torch.cat([bos, token_ids[:, :-1]], dim=1))
+        inputs = torch.cat([inputs, z.unsqueeze(1).expand(batch, length, z.shape[-1])], dim=-1)
+        h0 = torch.tanh(self.latent_to_hidden(z)).unsqueeze(0)
+        out, _ = self.decoder_gru(inputs, h0)
+        return self.to_logits(out)
+
+    def loss(self, token_ids: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
+        """ELBO terms for a batch: ``loss`` = reconstruction (nats/molecule) + ``beta`` x KL."""
+        mu, logvar = self.posterior(token_ids)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        logits = self.teacher_forced_logits(z, token_ids)
+        # The loss covers tokens up to and including EOS; padding after it carries no information.
+        mask = (token_ids != self.vocab.pad_id).float()
+        ce = F.cross_entropy(logits.transpose(1, 2), token_ids, reduction="none")
+        reconstruction = (ce * mask).sum(dim=1).mean()
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
+        with torch.no_grad():
+            token_acc = ((logits.argmax(-1) == token_ids).float() * mask).sum() / mask.sum()
+        return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "token_acc": token_acc}
+
+    @torch.no_grad()
+    def greedy_decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Token ids (batch, max_len) decoded greedily from latents ``z`` (batch, latent_dim)."""
+        batch = z.shape[0]
+        h = torch.tanh(self.latent_to_hidden(z)).unsqueeze(0)
+        token = torch.full((batch, 1), self.vocab.bos_id, dtype=torch.long, device=z.device)
+        out = torch.full((batch, self.config.max_len), self.vocab.pad_id, dtype=torch.long, device=z.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=z.device)
+        for step in range(self.config.max_len):
+            inputs = torch.cat([self.embed(token), z.unsqueeze(1)], dim=-1)
+            o, h = self.decoder_gru(inputs, h)
+            logits = self.to_logits(o[:, 0])
+            logits[:, self.vocab.pad_id] = -torch.inf
+            logits[:, self.vocab.bos_id] = -torch.inf
+            token = logits.argmax(-1, keepdim=True)
+            out[:, step] = torch.where(finished, self.vocab.pad_id, token[:, 0])
+            finished |= token[:, 0] == self.vocab.eos_id
+            if bool(finished.all()):
+                break
+        return out
+
+    # ------------------------------------------------------------------ latents in unit scale
+    def normalise(self, mu: torch.Tensor) -> torch.Tensor:
+        """Posterior means -> unit-scale latents (what the denoiser sees)."""
+        return (mu - self._latent_mean) / self._latent_std
+
+    def denormalise(self, latents: torch.Tensor) -> torch.Tensor:
+        """Unit-scale latents -> decoder latents."""
+        return latents * self._latent_std + self._latent_mean
+
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Record the per-dimension latent mean/std (saved in the config)."""
+        self.register_to_config(latent_mean=[float(x) for x in mean], latent_std=[float(x) for x in std])
+        self._latent_mean.copy_(mean.to(self._latent_mean))
+        self._latent_std.copy_(std.to(self._latent_std))
+
+    # ------------------------------------------------------------------ SMILES in, SMILES out
+    @torch.no_grad()
+    def encode_smiles(self, smiles: Sequence[str], normalised: bool = False) -> torch.Tensor:
+        """Posterior means (batch, latent_dim) of ``smiles``; raises InvalidMoleculeError for unencodable ones."""
+        token_ids, kept = self.tokenize(smiles)
+        if len(kept) != len(smiles):
+            bad = next(s for i, s in enumerate(smiles) if i not in set(kept))
+            raise InvalidMoleculeError(
+                bad, f"cannot be encoded: longer than {self.config.max_len - 1} SELFIES tokens or unknown tokens"
+            )
+        mu, _ = self.posterior(token_ids.to(self.device))
+        return self.normalise(mu) if normalised else mu
+
+    @torch.no_grad()
+    def decode_smiles(self, z: torch.Tensor, normalised: bool = False) -> list[str]:
+        """SMILES decoded greedily from latents (``normalised``: unit-scale latents from the denoiser)."""
+        z = self.denormalise(z) if normalised else z
+        return [self.vocab.decode(row) for row in self.greedy_decode(z.to(self.device)).tolist()]
+
+    def decode_molecules(self, z: torch.Tensor, normalised: bool = False) -> list[DecodedMolecule]:
+        """Decode latents and validate each result with :func:`workbench.chem.validate`.
+
+        Never raises for bad chemistry: a decoded string that is empty or fails RDKit gives
+        ``molecule=None`` and a report explaining why.
+        """
+        out = []
+        for smiles in self.decode_smiles(z, normalised=normalised):
+            report = validate(smiles)
+            molecule = None
+            if report.ok and smiles:
+                try:
+                    molecule = Molecule(smiles)
+                except InvalidMoleculeError:
+                    molecule = None
+            out.append(DecodedMolecule(smiles, molecule, report))
+        return out
+
+    @torch.no_grad()
+    def reconstruction_accuracy(self, smiles: Sequence[str], batch_size: int = 512) -> dict[str, float]:
+        """Fraction of ``smiles`` whose posterior mean decodes back to the same canonical molecule.
+
+        Also returns the token accuracy under greedy decoding and how many inputs were encodable.
+        """
+        token_ids, kept = self.tokenize(smiles)
+        exact, tokens_right, tokens_total = 0, 0, 0
+        for start in range(0, len(kept), batch_size):
+            ids = token_ids[start : start + batch_size].to(self.device)
+            mu, _ = self.posterior(ids)
+            decoded = self.greedy_decode(mu)
+            mask = ids != self.vocab.pad_id
+            tokens_right += int(((decoded == ids) & mask).sum())
+            tokens_total += int(mask.sum())
+            for row_in, row_out in zip(ids.tolist(), decoded.tolist(), strict=True):
+                exact += _same_molecule(self.vocab.decode(row_in), self.vocab.decode(row_out))
+        n = max(len(kept), 1)
+        return {
+            "exact": exact / n,
+            "token_acc": tokens_right / max(tokens_total, 1),
+            "n": len(kept),
+            "n_skipped": len(smiles) - len(kept),
+        }
+
+
+def _same_molecule(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return Molecule(a).smiles == Molecule(b).smiles
+    except InvalidMoleculeError:
+        return False

@@ -1,0 +1,414 @@
+"""Training the SELFIES autoencoder and then the latent denoiser on MOSES (resumable, logged).
+
+>>> # python -m diffusion.train all --out diffusion/checkpoints   (what ``make train-diffusion`` runs)
+>>> from diffusion.train import AutoencoderTrainingConfig
+>>> AutoencoderTrainingConfig().n_train
+120000
+
+Each stage writes into its own folder under ``--out``:
+
+- ``autoencoder/``: ``config.json`` + ``diffusion_pytorch_model.safetensors`` (the model),
+  ``training_config.json`` (the recipe), ``train_log.jsonl`` (one JSON object per logged step /
+  evaluation, including the reconstruction accuracy on a MOSES-test sample) and, while training,
+  ``resume/`` (weights, optimizer and step; loaded with ``torch.load(weights_only=True)``).
+- ``denoiser/``: the same layout; ``latents.safetensors`` caches the encoded training set and its
+  properties so a resumed run does not recompute them.
+
+Re-running a finished stage does nothing; re-running an interrupted one resumes from its last save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rdkit import Chem
+from safetensors.torch import load_file, save_file
+
+from diffusion.autoencoder import SelfiesVAE, SelfiesVocabulary
+from diffusion.denoiser import CONDITION_PROPERTIES, LatentDenoiser, property_matrix
+from workbench.data import load_corpus
+from workbench.errors import CheckpointError
+
+__all__ = [
+    "AutoencoderTrainingConfig",
+    "DenoiserTrainingConfig",
+    "train_autoencoder",
+    "train_denoiser",
+    "TrainingLog",
+]
+
+
+@dataclass
+class AutoencoderTrainingConfig:
+    """The autoencoder recipe (saved as ``training_config.json``)."""
+
+    n_train: int = 120_000
+    n_test: int = 2_000
+    seed: int = 0
+    max_len: int = 60
+    embed_dim: int = 64
+    hidden_dim: int = 256
+    latent_dim: int = 48
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_min: float = 1e-4
+    beta: float = 0.05
+    beta_warmup_steps: int = 1500
+    log_every: int = 50
+    save_every: int = 250
+    n_prior_samples: int = 500
+
+
+@dataclass
+class DenoiserTrainingConfig:
+    """The denoiser recipe (saved as ``training_config.json``)."""
+
+    n_train: int = 80_000
+    n_heldout: int = 2_000
+    seed: int = 0
+    hidden_dim: int = 256
+    n_blocks: int = 3
+    num_train_timesteps: int = 1000
+    p_uncond: float = 0.15
+    p_keep_property: float = 0.5
+    epochs: int = 30
+    batch_size: int = 512
+    lr: float = 1e-3
+    lr_min: float = 5e-5
+    log_every: int = 100
+    save_every: int = 1000
+
+
+class TrainingLog:
+    """Append-only JSON-lines log.
+
+    >>> import tempfile, pathlib
+    >>> log = TrainingLog(pathlib.Path(tempfile.mkdtemp()) / "log.jsonl")
+    >>> log.write(step=1, loss=0.5)["step"]
+    1
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, **record: Any) -> dict[str, Any]:
+        record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record}
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+        return record
+
+
+def _cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    progress = min(step / max(total, 1), 1.0)
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * progress))
+
+
+def _save_resume(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
+    resume = folder / "resume"
+    resume.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, resume / "model.safetensors.tmp")
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, resume / "state.pt.tmp")
+    (resume / "model.safetensors.tmp").replace(resume / "model.safetensors")
+    (resume / "state.pt.tmp").replace(resume / "state.pt")
+
+
+def _load_resume(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    resume = folder / "resume"
+    if not (resume / "state.pt").exists():
+        return 0
+    try:
+        model.load_state_dict(load_file(resume / "model.safetensors"))
+        state = torch.load(resume / "state.pt", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(resume, f"cannot resume ({exc}); delete the folder to start over") from None
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
+    path = folder / "training_config.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != recipe:
+            raise CheckpointError(
+                folder, f"was trained with a different recipe {saved}; use another --out or delete the folder"
+            )
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(recipe, indent=2) + "\n")
+
+
+def _is_finished(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "diffusion_pytorch_model.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------- autoencoder
+def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
+    """Train (or resume, or just load) the SELFIES VAE in ``out``; returns the trained model."""
+    out = Path(out)
+    if _is_finished(out):
+        return SelfiesVAE.from_pretrained(out)
+    _check_recipe(out, dataclasses.asdict(cfg))
+    log = TrainingLog(out / "train_log.jsonl")
+    smiles = load_corpus("moses-train", limit=cfg.n_train, seed=cfg.seed)
+    vocab = SelfiesVocabulary.from_smiles(smiles)
+    torch.manual_seed(cfg.seed)
+    model = SelfiesVAE(
+        tokens=vocab.tokens[3:],
+        max_len=cfg.max_len,
+        embed_dim=cfg.embed_dim,
+        hidden_dim=cfg.hidden_dim,
+        latent_dim=cfg.latent_dim,
+    )
+    token_ids, kept = model.tokenize(smiles)
+    steps_per_epoch = math.ceil(len(kept) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = _load_resume(out, model, optimizer)
+    if step == 0:
+        log.write(event="start", n_train=len(kept), n_skipped=len(smiles) - len(kept), vocab=len(vocab))
+    else:
+        log.write(event="resume", step=step)
+    model.train()
+    started = time.time()
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = torch.randperm(len(kept), generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+        batch = token_ids[idx]
+        batch = batch[:, : int((batch != model.vocab.pad_id).sum(1).max())]
+        beta = cfg.beta * min(1.0, step / max(cfg.beta_warmup_steps, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, total_steps, cfg.lr, cfg.lr_min)
+        terms = model.loss(batch, beta)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == total_steps:
+            log.write(
+                stage="autoencoder",
+                step=step,
+                epoch=epoch,
+                total_steps=total_steps,
+                beta=beta,
+                lr=optimizer.param_groups[0]["lr"],
+                **{k: round(float(v), 4) for k, v in terms.items()},
+                s_per_step=round((time.time() - started) / cfg.log_every, 3),
+            )
+            started = time.time()
+        if step % cfg.save_every == 0:
+            _save_resume(out, model, optimizer, step)
+    _save_resume(out, model, optimizer, step)
+
+    model.eval()
+    with torch.no_grad():
+        mus = torch.cat([model.posterior(token_ids[i : i + 1024])[0] for i in range(0, len(kept), 1024)])
+    model.set_latent_stats(mus.mean(0), mus.std(0).clamp(min=1e-3))
+    test = load_corpus("moses-test", limit=cfg.n_test, seed=cfg.seed)
+    log.write(event="reconstruction", split="moses-test", **model.reconstruction_accuracy(test))
+    log.write(event="reconstruction", split="moses-train", **model.reconstruction_accuracy(smiles[: cfg.n_test]))
+    with torch.no_grad():
+        z = torch.randn(cfg.n_prior_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+        prior = model.decode_molecules(z)
+    log.write(
+        event="prior_samples",
+        n=len(prior),
+        validity=sum(d.validation.ok for d in prior) / len(prior),
+        failures=[d.smiles for d in prior if not d.validation.ok][:10],
+    )
+    model.save_pretrained(out)
+    shutil.rmtree(out / "resume", ignore_errors=True)
+    return model
+
+
+# ---------------------------------------------------------------------------------------- denoiser
+def compute_training_properties(out: Path, cfg: DenoiserTrainingConfig) -> tuple[list[str], torch.Tensor]:
+    """The denoiser's MOSES-train sample and its RDKit properties, cached in ``out`` (no model needed).
+
+    This is the slow, model-independent part of the denoiser stage (QED and SA for every molecule),
+    so it can run while the autoencoder trains: ``python -m diffusion.train properties``.
+    """
+    out = Path(out)
+    smiles_path, props_path = out / "training_smiles.json", out / "training_properties.safetensors"
+    _check_recipe(out, dataclasses.asdict(cfg))
+    if smiles_path.exists() and props_path.exists():
+        return json.loads(smiles_path.read_text()), load_file(props_path)["properties"]
+    smiles = load_corpus("moses-train", limit=cfg.n_train + cfg.n_heldout, seed=cfg.seed + 1)
+    started = time.time()
+    props = torch.from_numpy(property_matrix([Chem.MolFromSmiles(s) for s in smiles])).float()
+    TrainingLog(out / "train_log.jsonl").write(
+        event="properties", n=len(smiles), seconds=round(time.time() - started, 1)
+    )
+    save_file({"properties": props.contiguous()}, props_path)
+    smiles_path.write_text(json.dumps(smiles))
+    return smiles, props
+
+
+def _encode_training_set(
+    vae: SelfiesVAE, out: Path, cfg: DenoiserTrainingConfig, log: TrainingLog
+) -> dict[str, torch.Tensor]:
+    cache = out / "latents.safetensors"
+    if cache.exists():
+        return load_file(cache)
+    smiles, props = compute_training_properties(out, cfg)
+    token_ids, kept = vae.tokenize(smiles)
+    vae.eval()
+    with torch.no_grad():
+        mus = torch.cat([vae.posterior(token_ids[i : i + 1024])[0] for i in range(0, len(kept), 1024)])
+    log.write(event="encoded", n=len(kept), n_skipped=len(smiles) - len(kept))
+    tensors = {"latents": vae.normalise(mus).contiguous(), "properties": props[kept].contiguous()}
+    save_file(tensors, cache)
+    return tensors
+
+
+def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> LatentDenoiser:
+    """Train (or resume, or just load) the conditional latent denoiser in ``out``."""
+    from diffusers import DDPMScheduler
+
+    out = Path(out)
+    if _is_finished(out):
+        return LatentDenoiser.from_pretrained(out)
+    _check_recipe(out, dataclasses.asdict(cfg))
+    log = TrainingLog(out / "train_log.jsonl")
+    data = _encode_training_set(vae, out, cfg, log)
+    latents, props = data["latents"], data["properties"]
+    n_fit = len(latents) - cfg.n_heldout
+    fit_props = props[:n_fit].numpy()
+    torch.manual_seed(cfg.seed)
+    model = LatentDenoiser(
+        latent_dim=latents.shape[1],
+        hidden_dim=cfg.hidden_dim,
+        n_blocks=cfg.n_blocks,
+        property_names=list(CONDITION_PROPERTIES),
+        property_mean=np.nanmean(fit_props, 0).tolist(),
+        property_std=np.nanstd(fit_props, 0).clip(min=1e-6).tolist(),
+        property_min=np.nanmin(fit_props, 0).tolist(),
+        property_max=np.nanmax(fit_props, 0).tolist(),
+        num_train_timesteps=cfg.num_train_timesteps,
+    )
+    scheduler = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="squaredcos_cap_v2")
+    alphas_cumprod = scheduler.alphas_cumprod
+    steps_per_epoch = math.ceil(n_fit / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    step = _load_resume(out, model, optimizer)
+    log.write(event="resume" if step else "start", step=step, n_fit=n_fit, total_steps=total_steps)
+    generator = torch.Generator().manual_seed(cfg.seed + step)
+    normalised_props = model.normalise_properties(props)
+    model.train()
+    started, running = time.time(), []
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = torch.randperm(n_fit, generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        idx = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size]
+        x0, cond = latents[idx], normalised_props[idx]
+        mask = model.training_mask(len(idx), cfg.p_uncond, cfg.p_keep_property, generator)
+        mask &= torch.isfinite(cond)
+        t = torch.randint(0, cfg.num_train_timesteps, (len(idx),), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator)
+        a = alphas_cumprod[t].unsqueeze(1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, total_steps, cfg.lr, cfg.lr_min)
+        loss = torch.nn.functional.mse_loss(model(noisy, t, cond, mask).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        running.append(float(loss))
+        step += 1
+        if step % cfg.log_every == 0 or step == total_steps:
+            log.write(
+                stage="denoiser",
+                step=step,
+                epoch=epoch,
+                total_steps=total_steps,
+                lr=optimizer.param_groups[0]["lr"],
+                loss=round(sum(running) / len(running), 5),
+                s_per_step=round((time.time() - started) / len(running), 4),
+            )
+            started, running = time.time(), []
+        if step % cfg.save_every == 0:
+            _save_resume(out, model, optimizer, step)
+    _save_resume(out, model, optimizer, step)
+    model.eval()
+    held_x, held_c = latents[n_fit:], normalised_props[n_fit:]
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(123)
+        t = torch.randint(0, cfg.num_train_timesteps, (len(held_x),), generator=g)
+        noise = torch.randn(held_x.shape, generator=g)
+        a = alphas_cumprod[t].unsqueeze(1)
+        noisy = a.sqrt() * held_x + (1 - a).sqrt() * noise
+        full = torch.ones_like(held_c, dtype=torch.bool)
+        cond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, full).sample, noise)
+        uncond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, ~full).sample, noise)
+    log.write(event="heldout", cond_mse=round(float(cond_loss), 5), uncond_mse=round(float(uncond_loss), 5))
+    model.save_pretrained(out)
+    shutil.rmtree(out / "resume", ignore_errors=True)
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m diffusion.train {autoencoder,denoiser,all} --out FOLDER``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["properties", "autoencoder", "denoiser", "all"])
+    parser.add_argument("--out", type=Path, default=Path("diffusion/checkpoints"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.stage == "properties":
+        compute_training_properties(args.out / "denoiser", DenoiserTrainingConfig())
+        return
+    vae = train_autoencoder(args.out / "autoencoder", AutoencoderTrainingConfig())
+    if args.stage in ("denoiser", "all"):
+        denoiser = train_denoiser(args.out / "denoiser", vae, DenoiserTrainingConfig())
+    if args.stage == "all":
+        save_pipeline(args.out, vae, denoiser)
+
+
+def save_pipeline(out: Path, vae: SelfiesVAE, denoiser: LatentDenoiser) -> None:
+    """Write the loadable pipeline folder (``model_index.json``, scheduler) and the C2FG calibration.
+
+    The calibration measures ``||eps_c - eps_u||`` against diffusion time on the held-out latents
+    cached by the denoiser stage (conditioning on all eight properties) and fits its exponential
+    decay: ``calibration.json`` and ``calibration.png`` beside the checkpoints.
+    """
+    from diffusion.guidance import calibrate_lambda
+    from diffusion.pipeline import MoleculeDiffusionPipeline
+
+    out = Path(out)
+    cfg = DenoiserTrainingConfig()
+    cache = out / "denoiser" / "latents.safetensors"
+    if cache.exists():
+        data = load_file(cache)
+        held_x = data["latents"][-cfg.n_heldout :]
+        held_c = denoiser.normalise_properties(data["properties"][-cfg.n_heldout :])
+        denoiser.eval()
+        result = calibrate_lambda(denoiser, held_x, held_c, plot_path=out / "calibration.png")
+        (out / "calibration.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        TrainingLog(out / "denoiser" / "train_log.jsonl").write(
+            event="calibration", lam=result.lam, amplitude=result.amplitude, r2=result.r2
+        )
+        for name in ("latents.safetensors", "training_properties.safetensors", "training_smiles.json"):
+            (out / "denoiser" / name).unlink(missing_ok=True)  # large, and only needed while training
+    pipe = MoleculeDiffusionPipeline.from_components(vae, denoiser)
+    pipe.save_pretrained(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+# diffusion/: the SELFIES autoencoder, the property-conditioned latent denoiser and their benchmark.
+#
+#   make train-diffusion   diffusion/checkpoints/{autoencoder,denoiser,scheduler} + model_index.json
+#                          (re-running resumes an interrupted stage and skips finished ones;
+#                          JSON-lines logs in each stage folder, console output in train.log)
+#   make bench-diffusion   benchmarks/results/diffusion.json + diffusion_*.png
+#
+# Training runs on one CPU thread, at lower priority, so it can share the machine.
+
+DIFF_CKPT := diffusion/checkpoints
+DIFF_ENV  := OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+
+.PHONY: train-diffusion bench-diffusion
+
+train-diffusion: $(STAMP)
+	mkdir -p $(DIFF_CKPT)
+	$(DIFF_ENV) nice -n 5 $(PY) -m diffusion.train all --out $(DIFF_CKPT) --threads 1 2>&1 | tee -a $(DIFF_CKPT)/train.log
+	test -f $(DIFF_CKPT)/model_index.json  # written last, only when every stage finished
+
+bench-diffusion: $(STAMP)
+	$(DIFF_ENV) $(PY) benchmarks/diffusion.py
+
+bench: bench-diffusion

@@ -1,0 +1,132 @@
+"""Training code on tiny models: the losses fall, stages save loadable checkpoints, logs and resume state."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from diffusion.autoencoder import SelfiesVAE, SelfiesVocabulary
+from diffusion.denoiser import CONDITION_PROPERTIES, LatentDenoiser, property_matrix
+from diffusion.train import (
+    AutoencoderTrainingConfig,
+    DenoiserTrainingConfig,
+    _load_resume,
+    _save_resume,
+    train_autoencoder,
+    train_denoiser,
+)
+from workbench.errors import CheckpointError
+
+
+def test_vocabulary_round_trips_and_rejects_too_long(moses_sample: list[str]):
+    vocab = SelfiesVocabulary.from_smiles(moses_sample[:50])
+    ids = vocab.encode("CC(=O)Nc1ccccc1", max_len=40)
+    assert len(ids) == 40 and ids[-1] == vocab.pad_id
+    assert vocab.decode(ids) == "CC(=O)NC1=CC=CC=C1"
+    assert vocab.encode("C" * 80, max_len=40) is None
+
+
+def test_autoencoder_loss_falls(moses_sample: list[str]):
+    torch.manual_seed(0)
+    vocab = SelfiesVocabulary.from_smiles(moses_sample)
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=16, hidden_dim=48, latent_dim=8)
+    batch, _ = vae.tokenize(moses_sample[:64])
+    batch = batch[:, : int((batch != vae.vocab.pad_id).sum(1).max())]
+    optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        terms = vae.loss(batch, beta=0.01)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(float(terms["reconstruction"]))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_denoiser_loss_falls():
+    torch.manual_seed(0)
+    net = LatentDenoiser(latent_dim=4, hidden_dim=32, n_blocks=2)
+    alphas = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+    props = torch.randn(256, 8)
+    x0 = props[:, :4] * 0.8 + 0.2 * torch.randn(256, 4)  # latents that depend on the condition
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        t = torch.randint(0, 1000, (256,))
+        noise = torch.randn_like(x0)
+        a = alphas[t].unsqueeze(1)
+        mask = net.training_mask(256, 0.15, 0.5)
+        loss = torch.nn.functional.mse_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, props, mask).sample, noise)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
+
+
+def test_training_mask_drops_conditions():
+    net = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1)
+    mask = net.training_mask(20_000, p_uncond=0.15, p_keep_property=0.5, generator=torch.Generator().manual_seed(0))
+    unconditional = (~mask.any(1)).float().mean().item()
+    full = mask.all(1).float().mean().item()
+    assert 0.14 < unconditional < 0.17
+    assert 0.4 < full < 0.5
+
+
+def test_property_matrix_matches_the_chemistry_core():
+    from rdkit import Chem
+
+    from workbench.chem import Molecule
+
+    matrix = property_matrix([Chem.MolFromSmiles("CC(=O)Nc1ccc(O)cc1"), None])
+    mol = Molecule("CC(=O)Nc1ccc(O)cc1")
+    assert matrix[0].tolist() == pytest.approx([float(mol.prop(p)) for p in CONDITION_PROPERTIES])
+    assert all(v != v for v in matrix[1])  # NaN for a missing molecule
+
+
+def test_stages_write_checkpoints_logs_and_skip_when_finished(tmp_path):
+    ae_cfg = AutoencoderTrainingConfig(
+        n_train=300, n_test=20, hidden_dim=32, embed_dim=16, latent_dim=8, epochs=1, batch_size=100,
+        log_every=1, save_every=2, beta_warmup_steps=2, n_prior_samples=10,
+    )  # fmt: skip
+    vae = train_autoencoder(tmp_path / "autoencoder", ae_cfg)
+    log = [json.loads(line) for line in (tmp_path / "autoencoder" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "reconstruction" and r["split"] == "moses-test" for r in log)
+    assert any(r.get("event") == "prior_samples" for r in log)
+    assert not (tmp_path / "autoencoder" / "resume").exists()
+    assert len(vae.config.latent_std) == 8
+    reloaded = train_autoencoder(tmp_path / "autoencoder", ae_cfg)  # finished: loads, does not retrain
+    assert torch.equal(reloaded.to_logits.weight, vae.to_logits.weight)
+
+    dn_cfg = DenoiserTrainingConfig(
+        n_train=200, n_heldout=20, hidden_dim=32, n_blocks=1, epochs=2, batch_size=100, log_every=1, save_every=2
+    )
+    denoiser = train_denoiser(tmp_path / "denoiser", vae, dn_cfg)
+    assert len(denoiser.config.property_mean) == len(CONDITION_PROPERTIES)
+    assert denoiser.config.property_min[0] <= denoiser.config.property_max[0]
+    log = [json.loads(line) for line in (tmp_path / "denoiser" / "train_log.jsonl").read_text().splitlines()]
+    assert any(r.get("event") == "heldout" for r in log)
+
+    changed = AutoencoderTrainingConfig(**{**ae_cfg.__dict__, "hidden_dim": 64})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "training_config.json").write_text(json.dumps(ae_cfg.__dict__))
+    with pytest.raises(CheckpointError, match="different recipe"):
+        train_autoencoder(tmp_path / "other", changed)
+
+
+def test_resume_state_round_trips(tmp_path):
+    net = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1)
+    optimizer = torch.optim.Adam(net.parameters())
+    net(
+        torch.zeros(2, 4), torch.tensor([1, 2]), torch.zeros(2, 8), torch.ones(2, 8, dtype=torch.bool)
+    ).sample.sum().backward()
+    optimizer.step()
+    _save_resume(tmp_path, net, optimizer, step=7)
+    fresh = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1)
+    fresh_optimizer = torch.optim.Adam(fresh.parameters())
+    assert _load_resume(tmp_path, fresh, fresh_optimizer) == 7
+    assert torch.equal(fresh.input.weight, net.input.weight)
+    assert _load_resume(tmp_path / "none", fresh, fresh_optimizer) == 0
