@@ -1,0 +1,538 @@
+"""RDKit-constrained decoding: at every step, mask the tokens that would make the SMILES prefix impossible
+to complete into a valid molecule.
+
+The model writes its answer in Kekulé SMILES over the organic subset (``C N O P S F Cl Br I``).
+:class:`SmilesGrammarState` tracks, token by token:
+
+- branch bookkeeping: ``(`` only after an atom, no empty branches, every ``)`` matched;
+- ring-closure bookkeeping: open labels, their atom and bond order, no ring bond to the same atom or to
+  an atom it is already bonded to;
+- valence per atom, incrementally: every bond (and every open ring label) uses valence; no atom may
+  exceed its maximum valence (C 4, N 3, O 2, S 6, P 5, halogens 1);
+- aromaticity closure: aromatic rings are written as closed Kekulé rings, so every aromatic system RDKit
+  perceives is closed and kekulizable; lowercase aromatic atoms and bracket atoms are masked;
+- no linear (sp) atom inside a ring (the ``ring_strain`` rule of the chemistry core);
+- the spec's ``elements``;
+- completability: after a token is chosen, a short greedy completion (close rings, pop branches) must
+  exist, otherwise the token is rejected and another is sampled; near the length limit that completion
+  is written out, so decoding always ends, with a valid molecule.
+
+Plain decoding (``constrained=False``) samples the same model with no mask, for comparison.
+
+>>> state = SmilesGrammarState()
+>>> for token in ["C", "1", "=", "C", "C", "=", "C", "C", "=", "C", "1"]:
+...     assert state.allows(token), token
+...     state.push(token)
+>>> state.can_end(), state.allows("O"), state.allows(")")
+(True, True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from reasoning.model import KVCache, ReasoningLM
+from reasoning.tokenizer import ReasoningTokenizer
+
+__all__ = ["MAX_VALENCE", "SmilesGrammarState", "GeneratedText", "generate"]
+
+MAX_VALENCE: dict[str, int] = {"C": 4, "N": 3, "O": 2, "P": 5, "S": 6, "F": 1, "Cl": 1, "Br": 1, "I": 1}
+_BOND_ORDER = {"-": 1, "=": 2, "#": 3}
+_RING_LABELS = tuple("123456789")
+_MAX_OPEN_RINGS = 4
+_MAX_BRANCH_DEPTH = 6
+
+
+@dataclass
+class SmilesGrammarState:
+    """Incremental SMILES state for constrained decoding (see the module docstring for the rules).
+
+    >>> s = SmilesGrammarState(elements={"C", "O"})
+    >>> s.allows("N"), s.allows("C")
+    (False, True)
+    """
+
+    elements: set[str] | None = None
+    element: list[str] = field(default_factory=list)
+    used: list[int] = field(default_factory=list)  # valence used (bonds + reserved ring bonds)
+    doubles: list[int] = field(default_factory=list)
+    triples: list[int] = field(default_factory=list)
+    in_ring: list[bool] = field(default_factory=list)
+    neighbors: list[set[int]] = field(default_factory=list)
+    current: int | None = None
+    branches: list[int] = field(default_factory=list)
+    pending: int | None = None  # bond order written but not yet used
+    open_rings: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # label -> (atom, order)
+    last: str = "start"  # "start" | "atom" | "ring" | "open" | "close" | "bond"
+    before_bond: str = "start"  # what preceded the pending bond symbol
+    n_tokens: int = 0
+
+    def copy(self) -> SmilesGrammarState:
+        return SmilesGrammarState(
+            self.elements,
+            list(self.element),
+            list(self.used),
+            list(self.doubles),
+            list(self.triples),
+            list(self.in_ring),
+            [set(n) for n in self.neighbors],
+            self.current,
+            list(self.branches),
+            self.pending,
+            dict(self.open_rings),
+            self.last,
+            self.before_bond,
+            self.n_tokens,
+        )
+
+    # ------------------------------------------------------------------ queries
+    def remaining(self, atom: int) -> int:
+        return MAX_VALENCE[self.element[atom]] - self.used[atom]
+
+    def _is_sp(self, atom: int) -> bool:
+        """Linear atoms as RDKit sees them: a triple bond, or a carbon with two double bonds (allene)."""
+        return self.triples[atom] > 0 or (self.doubles[atom] >= 2 and self.element[atom] == "C")
+
+    def _becomes_sp(self, atom: int, order: int) -> bool:
+        """Whether one more bond of ``order`` makes ``atom`` linear."""
+        if self._is_sp(atom) or order == 3:
+            return True
+        return order == 2 and self.doubles[atom] >= 1 and self.element[atom] == "C"
+
+    def _path(self, start: int, goal: int) -> list[int]:
+        """Shortest path of atoms from start to goal in the bonds written so far."""
+        previous = {start: start}
+        frontier = [start]
+        while frontier and goal not in previous:
+            nxt = []
+            for a in frontier:
+                for b in self.neighbors[a]:
+                    if b not in previous:
+                        previous[b] = a
+                        nxt.append(b)
+            frontier = nxt
+        if goal not in previous:
+            return []
+        path = [goal]
+        while path[-1] != start:
+            path.append(previous[path[-1]])
+        return path
+
+    def can_end(self) -> bool:
+        return bool(self.element) and not self.open_rings and not self.branches and self.pending is None
+
+    def allows(self, token: str) -> bool:
+        """Whether ``token`` keeps the prefix valid (not yet whether it stays completable)."""
+        if token in MAX_VALENCE:
+            return self._allows_atom(token)
+        if token in _BOND_ORDER:
+            return self._allows_bond(_BOND_ORDER[token])
+        if token == "(":
+            return (
+                self.last in ("atom", "ring", "close")
+                and self.pending is None
+                and len(self.branches) < _MAX_BRANCH_DEPTH
+                and self.remaining(self.current) >= 1
+            )
+        if token == ")":
+            return bool(self.branches) and self.pending is None and self.last in ("atom", "ring", "close")
+        if token in _RING_LABELS:
+            return self._allows_ring(token)
+        return False
+
+    def _allows_atom(self, symbol: str) -> bool:
+        if self.elements is not None and symbol not in self.elements:
+            return False
+        if self.current is None:
+            return not self.element  # only the first atom has no predecessor
+        order = self.pending or 1
+        if MAX_VALENCE[symbol] < order or self.remaining(self.current) < order:
+            return False
+        if self._becomes_sp(self.current, order):
+            return not self.in_ring[self.current]  # a linear atom may not sit in a ring
+        return True
+
+    def _allows_bond(self, order: int) -> bool:
+        if self.current is None or self.pending is not None or self.last not in ("atom", "ring", "close", "open"):
+            return False
+        if self.remaining(self.current) < order:
+            return False
+        if self._becomes_sp(self.current, order):
+            return not self.in_ring[self.current]
+        return True
+
+    def _allows_ring(self, label: str) -> bool:
+        if self.current is None or self.last not in ("atom", "ring", "bond"):
+            return False
+        if self.last == "bond" and self.before_bond not in ("atom", "ring"):
+            return False  # "(=1" and ")=1" are not SMILES
+        cur = self.current
+        if label in self.open_rings:
+            partner, opened_order = self.open_rings[label]
+            if partner == cur or partner in self.neighbors[cur]:
+                return False
+            if self.pending is not None and opened_order is not None and self.pending != opened_order:
+                return False
+            order = self.pending or opened_order or 1
+            if order == 3:
+                return False
+            # the partner reserved 1 (or the opened order); a higher order set now needs more capacity there
+            extra_partner = order - (opened_order or 1)
+            if self.remaining(cur) < order or self.remaining(partner) < extra_partner:
+                return False
+            if self._becomes_sp(cur, order) or (opened_order is None and self._becomes_sp(partner, order)):
+                return False
+            path = self._path(partner, cur)
+            return not any(self._is_sp(a) for a in path)
+        if len(self.open_rings) >= _MAX_OPEN_RINGS:
+            return False
+        order = self.pending or 1
+        if order == 3:
+            return False
+        if self._becomes_sp(cur, order):
+            return False
+        return self.remaining(cur) >= order
+
+    # ------------------------------------------------------------------ transitions
+    def push(self, token: str) -> None:
+        """Apply a token (call :meth:`allows` first)."""
+        self.n_tokens += 1
+        if token in MAX_VALENCE:
+            idx = len(self.element)
+            self.element.append(token)
+            self.used.append(0)
+            self.doubles.append(0)
+            self.triples.append(0)
+            self.in_ring.append(False)
+            self.neighbors.append(set())
+            if self.current is not None:
+                self._bond(self.current, idx, self.pending or 1)
+            self.current = idx
+            self.pending = None
+            self.last = "atom"
+        elif token in _BOND_ORDER:
+            self.pending = _BOND_ORDER[token]
+            self.before_bond = self.last
+            self.last = "bond"
+        elif token == "(":
+            self.branches.append(self.current)
+            self.last = "open"
+        elif token == ")":
+            self.current = self.branches.pop()
+            self.last = "close"
+        elif token in _RING_LABELS:
+            cur = self.current
+            if token in self.open_rings:
+                partner, opened_order = self.open_rings.pop(token)
+                order = self.pending or opened_order or 1
+                self.used[partner] -= opened_order or 1  # release the reservation, then bond for real
+                if opened_order == 2:
+                    self.doubles[partner] -= 1
+                for atom in self._path(partner, cur):
+                    self.in_ring[atom] = True
+                self._bond(partner, cur, order)
+            else:
+                self.open_rings[token] = (cur, self.pending)
+                self.used[cur] += self.pending or 1
+                if self.pending == 2:
+                    self.doubles[cur] += 1
+            self.pending = None
+            self.last = "ring"
+        else:
+            raise ValueError(f"token {token!r} is not part of the constrained SMILES grammar")
+
+    def _bond(self, a: int, b: int, order: int) -> None:
+        self.used[a] += order
+        self.used[b] += order
+        self.neighbors[a].add(b)
+        self.neighbors[b].add(a)
+        if order == 2:
+            self.doubles[a] += 1
+            self.doubles[b] += 1
+        elif order == 3:
+            self.triples[a] += 1
+            self.triples[b] += 1
+
+    # ------------------------------------------------------------------ completion
+    def completion(self, budget: int = 40) -> list[str] | None:
+        """A short token sequence that closes every ring and branch, or None if the greedy search finds none."""
+        for prefer_pop in (False, True):
+            result = self._greedy_completion(budget, prefer_pop)
+            if result is not None:
+                return result
+        return None
+
+    def _fill_atom(self) -> str | None:
+        candidates = [s for s in ("C", "N", "S", "P", "O") if self.elements is None or s in self.elements]
+        return candidates[0] if candidates else None
+
+    def _greedy_completion(self, budget: int, prefer_pop: bool) -> list[str] | None:
+        state = self.copy()
+        out: list[str] = []
+        fill = self._fill_atom()
+        for _ in range(budget):
+            if state.can_end():
+                return out
+            options: list[str] = []
+            if state.pending is not None or state.current is None:
+                options = [fill] if fill else []
+            else:
+                closable = [lab for lab in state.open_rings if state.allows(lab)]
+                if closable:
+                    options = [closable[0]]
+                else:
+                    add = [fill] if fill and state.open_rings and state.allows(fill) else []
+                    pop = [")"] if state.allows(")") else []
+                    options = pop + add if prefer_pop or not state.open_rings else add + pop
+            options = [t for t in options if t is not None and state.allows(t)]
+            if not options:
+                return None
+            state.push(options[0])
+            out.append(options[0])
+        return out if state.can_end() else None
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+@dataclass
+class GeneratedText:
+    """One sampled completion: the reasoning text, the SMILES text, and whether it was forced to finish."""
+
+    trace: str
+    smiles: str
+    forced: bool = False
+    tokens: int = 0
+
+
+def _sample(probs: torch.Tensor, generator: torch.Generator) -> int:
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _filter_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    if temperature <= 0:
+        probs = torch.zeros_like(logits)
+        probs[int(torch.argmax(logits))] = 1.0
+        return probs
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        filtered = torch.zeros_like(probs)
+        filtered[order[keep]] = sorted_probs[keep]
+        probs = filtered
+    return probs
+
+
+class _Vocab:
+    """Token ids grouped for the grammar (computed once per tokenizer)."""
+
+    def __init__(self, tokenizer: ReasoningTokenizer):
+        self.tokenizer = tokenizer
+        self.grammar_ids = {
+            t: i
+            for t, i in tokenizer.index.items()
+            if t in MAX_VALENCE or t in _BOND_ORDER or t in ("(", ")") or t in _RING_LABELS
+        }
+        self.trace_banned = [
+            tokenizer.pad_id,
+            tokenizer.bos_id,
+            tokenizer.eos_id,
+            tokenizer.smiles_end_id,
+            tokenizer.unk_id,
+        ]
+
+
+_VOCAB_CACHE: dict[int, _Vocab] = {}
+
+
+def _vocab(tokenizer: ReasoningTokenizer) -> _Vocab:
+    key = id(tokenizer)
+    if key not in _VOCAB_CACHE:
+        _VOCAB_CACHE[key] = _Vocab(tokenizer)
+    return _VOCAB_CACHE[key]
+
+
+@torch.no_grad()
+def generate(
+    model: ReasoningLM,
+    tokenizer: ReasoningTokenizer,
+    prompt: str,
+    n: int,
+    *,
+    constrained: bool = True,
+    elements: Iterable[str] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    max_trace_tokens: int = 220,
+    max_smiles_tokens: int = 100,
+    seed: int = 0,
+) -> list[GeneratedText]:
+    """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
+
+    With ``constrained=True`` the SMILES part follows :class:`SmilesGrammarState` (always a valid
+    molecule); otherwise it is sampled freely and may not parse.
+
+    >>> from reasoning.model import ReasoningConfig
+    >>> tok = ReasoningTokenizer.build(["C1=CC=CC=C1"])
+    >>> lm = ReasoningLM(ReasoningConfig(vocab_size=len(tok), d_model=32, n_layers=1, n_heads=2, max_len=400))
+    >>> out = generate(lm, tok, "<spec> </spec>", 2, seed=1)
+    >>> len(out)
+    2
+    """
+    model.eval()
+    vocab = _vocab(tokenizer)
+    allowed_elements = set(elements) if elements is not None else None
+    generator = torch.Generator().manual_seed(int(seed))
+    prompt_ids = tokenizer.encode(prompt, bos=True)
+    budget = model.config.max_len - len(prompt_ids) - 2
+    if budget < 8:
+        raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in max_len {model.config.max_len}")
+    max_smiles_tokens = min(max_smiles_tokens, budget // 2)
+    max_trace_tokens = min(max_trace_tokens, budget - max_smiles_tokens - 2)
+
+    cache = KVCache(model.config.n_layers)
+    logits = model(torch.tensor([prompt_ids]), cache=cache)[:, -1, :]
+    cache.select(torch.zeros(n, dtype=torch.long))
+    logits = logits.expand(n, -1)
+
+    trace_ids: list[list[int]] = [[] for _ in range(n)]
+    smiles_tokens: list[list[str]] = [[] for _ in range(n)]
+    in_smiles = [False] * n
+    done = [False] * n
+    forced = [False] * n
+    states = [SmilesGrammarState(elements=allowed_elements) for _ in range(n)]
+    forced_queue: list[list[str]] = [[] for _ in range(n)]
+
+    for _ in range(max_trace_tokens + max_smiles_tokens + 2):
+        if all(done):
+            break
+        next_ids = []
+        for row in range(n):
+            if done[row]:
+                next_ids.append(tokenizer.pad_id)
+                continue
+            row_logits = logits[row].float().clone()
+            if not in_smiles[row]:
+                next_ids.append(
+                    _next_trace_token(
+                        row_logits, vocab, trace_ids[row], max_trace_tokens, temperature, top_p, generator
+                    )
+                )
+                if next_ids[-1] == tokenizer.smiles_start_id:
+                    in_smiles[row] = True
+                else:
+                    trace_ids[row].append(next_ids[-1])
+                continue
+            token = _next_smiles_token(
+                row_logits,
+                vocab,
+                states[row],
+                forced_queue[row],
+                constrained,
+                max_smiles_tokens,
+                temperature,
+                top_p,
+                generator,
+            )
+            if token is None:  # </smiles>
+                done[row] = True
+                next_ids.append(tokenizer.smiles_end_id)
+                continue
+            if forced_queue[row]:
+                forced[row] = True
+            smiles_tokens[row].append(token)
+            next_ids.append(tokenizer.index.get(token, tokenizer.unk_id))
+            if not constrained and len(smiles_tokens[row]) >= max_smiles_tokens:
+                done[row] = True
+        if all(done) or cache.length + 1 > model.config.max_len:
+            break
+        logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache)[:, -1, :]
+
+    return [
+        GeneratedText(
+            tokenizer.decode(trace_ids[row]),
+            "".join(smiles_tokens[row]),
+            forced[row],
+            len(trace_ids[row]) + len(smiles_tokens[row]),
+        )
+        for row in range(n)
+    ]
+
+
+def _next_trace_token(
+    logits: torch.Tensor,
+    vocab: _Vocab,
+    so_far: Sequence[int],
+    max_trace_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator,
+) -> int:
+    if len(so_far) >= max_trace_tokens:
+        return vocab.tokenizer.smiles_start_id
+    logits[vocab.trace_banned] = float("-inf")
+    return _sample(_filter_probs(logits, temperature, top_p), generator)
+
+
+def _next_smiles_token(
+    logits: torch.Tensor,
+    vocab: _Vocab,
+    state: SmilesGrammarState,
+    forced_queue: list[str],
+    constrained: bool,
+    max_smiles_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator,
+) -> str | None:
+    """The next SMILES token as a string, or None for ``</smiles>``."""
+    tokenizer = vocab.tokenizer
+    if not constrained:
+        token_id = _sample(_filter_probs(logits, temperature, top_p), generator)
+        if token_id in (tokenizer.smiles_end_id, tokenizer.eos_id):
+            return None
+        return tokenizer.tokens[token_id]
+    if forced_queue:
+        token = forced_queue.pop(0)
+        state.push(token)
+        return token
+    worst_completion = 3 * len(state.open_rings) + len(state.branches) + 2
+    if state.element and state.n_tokens + worst_completion + 3 >= max_smiles_tokens:
+        completion = state.completion()
+        if not completion:  # nothing left to close (or, defensively, no completion found): end here
+            return None
+        forced_queue.extend(completion[1:])
+        state.push(completion[0])
+        return completion[0]
+    allowed = {i: t for t, i in vocab.grammar_ids.items() if state.allows(t)}
+    mask = torch.full_like(logits, float("-inf"))
+    if allowed:
+        mask[list(allowed)] = 0.0
+    if state.can_end():
+        mask[tokenizer.smiles_end_id] = 0.0
+    probs = _filter_probs(logits + mask, temperature, top_p)
+    if float(probs.sum()) <= 0 or not torch.isfinite(probs).all():  # top-p removed every allowed token
+        probs = _filter_probs(logits + mask, max(temperature, 1e-3), 1.0)
+    for _ in range(len(allowed) + 1):
+        total = float(probs.sum())
+        if total <= 0 or not torch.isfinite(probs).all():
+            break
+        token_id = _sample(probs / total, generator)
+        if token_id == tokenizer.smiles_end_id:
+            return None
+        token = tokenizer.tokens[token_id]
+        trial = state.copy()
+        trial.push(token)
+        if trial.can_end() or trial.completion() is not None:
+            state.push(token)
+            return token
+        probs[token_id] = 0.0
+    # every allowed token leads to a dead end: finish with the greedy completion of the current prefix
+    completion = state.completion() or []
+    if not completion:
+        return None
+    forced_queue.extend(completion[1:])
+    state.push(completion[0])
+    return completion[0]

@@ -1,0 +1,234 @@
+"""A compact decoder-only transformer (pre-norm, rotary positions, KV cache) and its checkpoint format.
+
+A checkpoint is a folder: ``config.json`` (the architecture), ``model.safetensors`` (the weights) and
+``tokenizer.json``. Loading checks all three and raises :class:`CheckpointError` naming the path.
+
+>>> import torch
+>>> model = ReasoningLM(ReasoningConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, max_len=64))
+>>> model(torch.zeros(1, 5, dtype=torch.long)).shape
+torch.Size([1, 5, 50])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.errors import CheckpointError
+
+__all__ = ["ReasoningConfig", "ReasoningLM", "KVCache"]
+
+
+@dataclass
+class ReasoningConfig:
+    """Architecture of :class:`ReasoningLM` (saved as ``config.json``)."""
+
+    vocab_size: int
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    d_ff: int = 1024
+    max_len: int = 384
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReasoningConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far: ``k[layer]: (batch, heads, time, head_dim)``."""
+
+    def __init__(self, n_layers: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layers
+        self.v: list[torch.Tensor | None] = [None] * n_layers
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k[0] is None else int(self.k[0].shape[2])
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.k[layer] is not None:
+            k = torch.cat([self.k[layer], k], dim=2)
+            v = torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (e.g. after dropping finished sequences)."""
+        self.k = [None if k is None else k[rows] for k in self.k]
+        self.v = [None if v is None else v[rows] for v in self.v]
+
+
+def _rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (time, head_dim/2)
+    return angles.cos(), angles.sin()
+
+
+def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (batch, heads, time, head_dim); rotate pairs (even, odd)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.flatten(-2)
+
+
+class _Block(nn.Module):
+    def __init__(self, cfg: ReasoningConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.ff_in = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.ff_out = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+        attn_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.append(layer, k, v)
+        drop = self.dropout if self.training else 0.0
+        if attn_mask is None:
+            causal = t > 1
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and k.shape[2] == t, dropout_p=drop)
+            if causal and k.shape[2] != t:  # prefix in cache plus several new tokens
+                raise ValueError("multi-token steps with a non-empty cache need an explicit attention mask")
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        x = x + F.dropout(self.proj(y.transpose(1, 2).reshape(b, t, d)), drop, self.training)
+        h = self.ff_out(F.gelu(self.ff_in(self.norm2(x))))
+        return x + F.dropout(h, drop, self.training)
+
+
+class ReasoningLM(nn.Module):
+    """Decoder-only transformer language model over :class:`~reasoning.tokenizer.ReasoningTokenizer` ids.
+
+    ``forward(ids)`` gives logits ``(batch, time, vocab)``; with a :class:`KVCache` only the new tokens
+    are passed and earlier keys/values are reused (``positions`` continue from ``cache.length``).
+
+    >>> model = ReasoningLM(ReasoningConfig(vocab_size=30, d_model=32, n_layers=1, n_heads=2, max_len=16))
+    >>> cache = KVCache(1)
+    >>> _ = model(torch.tensor([[1, 2, 3]]), cache=cache); model(torch.tensor([[4]]), cache=cache).shape
+    torch.Size([1, 1, 30])
+    """
+
+    def __init__(self, config: ReasoningConfig):
+        super().__init__()
+        if config.d_model % config.n_heads or (config.d_model // config.n_heads) % 2:
+            raise ValueError("d_model must split into an even head dimension across n_heads")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.head.weight = self.embed.weight  # tied input/output embeddings
+        cos, sin = _rope_tables(config.d_model // config.n_heads, config.max_len, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init)
+        for block in self.blocks:  # scaled residual projections (GPT-2)
+            nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+            nn.init.normal_(block.ff_out.weight, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        start = cache.length if cache is not None else 0
+        t = ids.shape[1]
+        if start + t > self.config.max_len:
+            raise ValueError(f"sequence of {start + t} tokens exceeds max_len {self.config.max_len}")
+        cos = self.rope_cos[start : start + t]
+        sin = self.rope_sin[start : start + t]
+        x = self.embed(ids)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer, attn_mask)
+        return self.head(self.norm(x))
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_pretrained(self, folder: str | Path, tokenizer=None, dtype: torch.dtype = torch.float32) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (and ``tokenizer.json`` when given).
+
+        ``dtype=torch.float16`` halves the file for shipping; loading always returns float32 weights.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        state = {k: v.detach().to(dtype).contiguous() for k, v in self.state_dict().items() if k != "head.weight"}
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> ReasoningLM:
+        """Load a folder written by :meth:`save_pretrained`; any problem raises CheckpointError naming the path."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+        if not folder.is_dir():
+            raise CheckpointError(folder, "no such checkpoint folder")
+        try:
+            config = ReasoningConfig.from_dict(json.loads(config_path.read_text()))
+        except FileNotFoundError:
+            raise CheckpointError(config_path, "config.json is missing") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise CheckpointError(config_path, f"config.json is corrupt ({exc})") from None
+        try:
+            state = load_file(str(weights_path))
+        except FileNotFoundError:
+            raise CheckpointError(weights_path, "model.safetensors is missing") from None
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(weights_path, f"not a readable safetensors file ({exc})") from None
+        model = cls(config)
+        state = {k: v.float() for k, v in state.items()}
+        state["head.weight"] = state.get("embed.weight")
+        try:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, TypeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CheckpointError(weights_path, f"weights do not match config.json ({reason})") from None
+        model.eval()
+        return model

@@ -1,0 +1,96 @@
+"""Constrained decoding gives valid molecules even from an untrained (random) model."""
+
+from __future__ import annotations
+
+import pytest
+from rdkit import Chem
+
+from reasoning.decoding import SmilesGrammarState, generate
+from workbench.chem import validate
+
+
+def _push_all(state: SmilesGrammarState, tokens: list[str]) -> None:
+    for token in tokens:
+        assert state.allows(token), (token, tokens)
+        state.push(token)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_random_model_constrained_is_always_valid(tiny_model, tokenizer, temperature):
+    outputs = []
+    for seed in range(3):
+        outputs += generate(
+            tiny_model,
+            tokenizer,
+            "<spec> mw 200 to 300 </spec>",
+            16,
+            seed=seed,
+            temperature=temperature,
+            top_p=1.0,
+            max_trace_tokens=8,
+            max_smiles_tokens=60,
+        )
+    assert len(outputs) == 48
+    for out in outputs:
+        assert Chem.MolFromSmiles(out.smiles) is not None, out.smiles
+        assert validate(out.smiles).ok, (out.smiles, str(validate(out.smiles)))
+
+
+def test_random_model_unconstrained_is_mostly_invalid(tiny_model, tokenizer):
+    outputs = generate(
+        tiny_model, tokenizer, "<spec> </spec>", 16, constrained=False, seed=0, max_trace_tokens=8, max_smiles_tokens=40
+    )
+    valid = sum(Chem.MolFromSmiles(o.smiles) is not None and bool(o.smiles) for o in outputs)
+    assert valid < len(outputs)
+
+
+def test_elements_from_the_spec_are_respected(tiny_model, tokenizer):
+    outputs = generate(
+        tiny_model, tokenizer, "<spec> </spec>", 16, elements=["C", "O"], seed=4, max_trace_tokens=4, top_p=1.0
+    )
+    for out in outputs:
+        mol = Chem.MolFromSmiles(out.smiles)
+        assert {a.GetSymbol() for a in mol.GetAtoms()} <= {"C", "O"}
+
+
+def test_grammar_bookkeeping():
+    state = SmilesGrammarState()
+    assert not state.allows(")") and not state.allows("1") and not state.allows("=")
+    _push_all(state, ["C", "1", "C"])
+    assert not state.allows("1")  # a ring bond between atoms already bonded
+    _push_all(state, ["C", "1"])  # cyclopropane
+    assert state.can_end()
+    _push_all(state, ["(", "O"])
+    assert not state.can_end() and not state.allows("=")  # inside a branch; O has one bond left
+    _push_all(state, [")"])
+    assert state.remaining(2) == 1  # two ring bonds and the branch to O
+    assert not state.allows("=") and state.allows("C")
+    _push_all(state, ["C"])
+    assert state.remaining(2) == 0 and state.current == 4
+
+
+def test_valence_and_linear_atoms_in_rings():
+    state = SmilesGrammarState()
+    _push_all(state, ["O", "="])
+    assert not state.allows("F")  # F takes one bond only
+    _push_all(state, ["C", "="])
+    assert not state.allows("#")
+    state = SmilesGrammarState()
+    _push_all(state, ["C", "1", "C", "C"])
+    # a triple bond on the way round an open ring would put linear atoms in the ring
+    trial = state.copy()
+    trial.push("#")
+    trial.push("C")
+    assert not trial.allows("1")
+    assert trial.completion() is None
+    assert state.completion() == ["1"]
+
+
+def test_greedy_completion_closes_everything():
+    state = SmilesGrammarState()
+    _push_all(state, ["C", "1", "C", "(", "C", "2", "C", "C", "(", "N"])
+    tail = state.completion()
+    assert tail is not None
+    _push_all(state, tail)
+    assert state.can_end()
+    assert Chem.MolFromSmiles("C1C(C2CC(N" + "".join(tail)) is not None
