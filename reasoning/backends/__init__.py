@@ -1,0 +1,53 @@
+"""Backends: where proposals come from. Each is one file and follows the :class:`Reasoner` protocol.
+
+- :class:`~reasoning.backends.compact.CompactReasoner`: the shipped compact model, with RDKit-constrained
+  decoding (the default).
+
+>>> from reasoning.backends import BACKENDS
+>>> sorted(BACKENDS)
+['compact']
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from reasoning.decoding import GeneratedText
+
+__all__ = ["Reasoner", "BACKENDS", "load_backend"]
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    """Something that writes ``n`` reasoning traces and SMILES answers for a prompt."""
+
+    name: str
+
+    def generate(
+        self,
+        prompt: str,
+        n: int,
+        *,
+        seed: int = 0,
+        elements: list[str] | None = None,
+        constrained: bool = True,
+    ) -> list[GeneratedText]:  # pragma: no cover - protocol
+        ...
+
+
+def _compact(**options) -> Reasoner:
+    from reasoning.backends.compact import CompactReasoner
+
+    return CompactReasoner.from_pretrained(options.pop("checkpoint", None), **options)
+
+
+BACKENDS = {"compact": _compact}
+
+
+def load_backend(name: str, **options) -> Reasoner:
+    """A backend by name (``"compact"``); options go to its constructor."""
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        raise ValueError(f"unknown reasoning backend {name!r}; available: {', '.join(sorted(BACKENDS))}") from None
+    return factory(**options)

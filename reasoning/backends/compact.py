@@ -1,0 +1,92 @@
+"""The compact reasoning model shipped in ``reasoning/checkpoints/compact``, decoded with RDKit constraints.
+
+>>> from reasoning.backends.compact import default_checkpoint
+>>> default_checkpoint().name
+'compact'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reasoning.decoding import GeneratedText, generate
+from reasoning.model import ReasoningLM
+from reasoning.tokenizer import ReasoningTokenizer
+from workbench.errors import CheckpointError
+
+__all__ = ["CompactReasoner", "default_checkpoint"]
+
+
+def default_checkpoint() -> Path:
+    """Where the shipped checkpoint lives (inside the installed package)."""
+    return Path(__file__).resolve().parent.parent / "checkpoints" / "compact"
+
+
+class CompactReasoner:
+    """Samples traces and SMILES from a :class:`ReasoningLM` checkpoint folder.
+
+    ``temperature``/``top_p`` tie-break among the tokens the constraints allow.
+    """
+
+    name = "compact"
+
+    def __init__(
+        self,
+        model: ReasoningLM,
+        tokenizer: ReasoningTokenizer,
+        *,
+        temperature: float = 0.9,
+        top_p: float = 0.95,
+        max_trace_tokens: int = 220,
+        max_smiles_tokens: int = 100,
+        threads: int | None = None,
+    ):
+        if len(tokenizer) != model.config.vocab_size:
+            raise CheckpointError(
+                "tokenizer.json", f"{len(tokenizer)} tokens but the model expects {model.config.vocab_size}"
+            )
+        self.model = model
+        self.tokenizer = tokenizer
+        self.temperature = temperature
+        self.top_p = top_p
+        self.max_trace_tokens = max_trace_tokens
+        self.max_smiles_tokens = max_smiles_tokens
+        self.threads = threads
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, **options) -> CompactReasoner:
+        """Load a checkpoint folder (default: the shipped one); raises CheckpointError naming the path."""
+        folder = Path(folder) if folder is not None else default_checkpoint()
+        if not (folder / "model.safetensors").exists():
+            raise CheckpointError(folder, "no trained reasoning model here; train one with `make train-reasoning-sft`")
+        model = ReasoningLM.from_pretrained(folder)
+        tokenizer = ReasoningTokenizer.load(folder)
+        return cls(model, tokenizer, **options)
+
+    def generate(
+        self,
+        prompt: str,
+        n: int,
+        *,
+        seed: int = 0,
+        elements: list[str] | None = None,
+        constrained: bool = True,
+    ) -> list[GeneratedText]:
+        """``n`` samples for ``prompt``; with ``constrained`` every SMILES is a valid molecule."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        return generate(
+            self.model,
+            self.tokenizer,
+            prompt,
+            n,
+            constrained=constrained,
+            elements=elements,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_trace_tokens=self.max_trace_tokens,
+            max_smiles_tokens=self.max_smiles_tokens,
+            seed=seed,
+        )
