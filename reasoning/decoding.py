@@ -69,6 +69,7 @@ class SmilesGrammarState:
     last: str = "start"  # "start" | "atom" | "ring" | "open" | "close" | "bond"
     before_bond: str = "start"  # what preceded the pending bond symbol
     n_tokens: int = 0
+    n_linear: int = 0  # atoms that are linear (sp) so far
 
     def copy(self) -> SmilesGrammarState:
         return SmilesGrammarState(
@@ -86,6 +87,7 @@ class SmilesGrammarState:
             self.last,
             self.before_bond,
             self.n_tokens,
+            self.n_linear,
         )
 
     # ------------------------------------------------------------------ queries
@@ -185,8 +187,9 @@ class SmilesGrammarState:
                 return False
             if self._becomes_sp(cur, order) or (opened_order is None and self._becomes_sp(partner, order)):
                 return False
-            path = self._path(partner, cur)
-            return not any(self._is_sp(a) for a in path)
+            if not self.n_linear:
+                return True
+            return not any(self._is_sp(a) for a in self._path(partner, cur))
         if len(self.open_rings) >= _MAX_OPEN_RINGS:
             return False
         order = self.pending or 1
@@ -245,6 +248,7 @@ class SmilesGrammarState:
             raise ValueError(f"token {token!r} is not part of the constrained SMILES grammar")
 
     def _bond(self, a: int, b: int, order: int) -> None:
+        self.n_linear -= self._is_sp(a) + self._is_sp(b)
         self.used[a] += order
         self.used[b] += order
         self.neighbors[a].add(b)
@@ -255,6 +259,7 @@ class SmilesGrammarState:
         elif order == 3:
             self.triples[a] += 1
             self.triples[b] += 1
+        self.n_linear += self._is_sp(a) + self._is_sp(b)
 
     # ------------------------------------------------------------------ completion
     def completion(self, budget: int = 40) -> list[str] | None:
@@ -408,29 +413,35 @@ def generate(
     for _ in range(max_trace_tokens + max_smiles_tokens + 2):
         if all(done):
             break
+        free = _sample_rows(logits.float(), vocab, in_smiles, temperature, top_p, generator)
         next_ids = []
         for row in range(n):
             if done[row]:
                 next_ids.append(tokenizer.pad_id)
                 continue
-            row_logits = logits[row].float().clone()
             if not in_smiles[row]:
-                next_ids.append(
-                    _next_trace_token(
-                        row_logits, vocab, trace_ids[row], max_trace_tokens, temperature, top_p, generator
-                    )
-                )
-                if next_ids[-1] == tokenizer.smiles_start_id:
+                token_id = free[row] if len(trace_ids[row]) < max_trace_tokens else tokenizer.smiles_start_id
+                next_ids.append(token_id)
+                if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
                 else:
-                    trace_ids[row].append(next_ids[-1])
+                    trace_ids[row].append(token_id)
+                continue
+            if not constrained:
+                token_id = free[row]
+                next_ids.append(token_id)
+                if token_id in (tokenizer.smiles_end_id, tokenizer.eos_id):
+                    done[row] = True
+                    continue
+                smiles_tokens[row].append(tokenizer.tokens[token_id])
+                if len(smiles_tokens[row]) >= max_smiles_tokens:
+                    done[row] = True
                 continue
             token = _next_smiles_token(
-                row_logits,
+                logits[row].float().clone(),
                 vocab,
                 states[row],
                 forced_queue[row],
-                constrained,
                 max_smiles_tokens,
                 temperature,
                 top_p,
@@ -444,8 +455,6 @@ def generate(
                 forced[row] = True
             smiles_tokens[row].append(token)
             next_ids.append(tokenizer.index.get(token, tokenizer.unk_id))
-            if not constrained and len(smiles_tokens[row]) >= max_smiles_tokens:
-                done[row] = True
         if all(done) or cache.length + 1 > model.config.max_len:
             break
         logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache)[:, -1, :]
@@ -461,19 +470,29 @@ def generate(
     ]
 
 
-def _next_trace_token(
+def _sample_rows(
     logits: torch.Tensor,
     vocab: _Vocab,
-    so_far: Sequence[int],
-    max_trace_tokens: int,
+    in_smiles: Sequence[bool],
     temperature: float,
     top_p: float,
     generator: torch.Generator,
-) -> int:
-    if len(so_far) >= max_trace_tokens:
-        return vocab.tokenizer.smiles_start_id
-    logits[vocab.trace_banned] = float("-inf")
-    return _sample(_filter_probs(logits, temperature, top_p), generator)
+) -> list[int]:
+    """One unconstrained sample per row, all rows at once (special tokens banned inside the trace)."""
+    logits = logits.clone()
+    trace_rows = [i for i, s in enumerate(in_smiles) if not s]
+    if trace_rows:
+        rows = torch.tensor(trace_rows)
+        logits[rows.unsqueeze(1), torch.tensor(vocab.trace_banned).unsqueeze(0)] = float("-inf")
+    if temperature <= 0:
+        return logits.argmax(dim=-1).tolist()
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        sorted_probs = sorted_probs * keep
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).tolist()
 
 
 def _next_smiles_token(
@@ -481,7 +500,6 @@ def _next_smiles_token(
     vocab: _Vocab,
     state: SmilesGrammarState,
     forced_queue: list[str],
-    constrained: bool,
     max_smiles_tokens: int,
     temperature: float,
     top_p: float,
@@ -489,11 +507,6 @@ def _next_smiles_token(
 ) -> str | None:
     """The next SMILES token as a string, or None for ``</smiles>``."""
     tokenizer = vocab.tokenizer
-    if not constrained:
-        token_id = _sample(_filter_probs(logits, temperature, top_p), generator)
-        if token_id in (tokenizer.smiles_end_id, tokenizer.eos_id):
-            return None
-        return tokenizer.tokens[token_id]
     if forced_queue:
         token = forced_queue.pop(0)
         state.push(token)
