@@ -3,6 +3,8 @@
 #   make traces-reasoning      build/reasoning/traces-{0,1}.jsonl  (MOSES train sample + ChEMBL drugs)
 #   make train-reasoning-sft   reasoning/checkpoints/compact  (stage a; re-running resumes from
 #                              build/reasoning/sft-state; JSON-lines log in the checkpoint folder)
+#   make train-reasoning-align stage (b) into build/reasoning/align (from the stage a checkpoint)
+#   make train-reasoning-rl    stage (c) GRPO into build/reasoning/rl (from stage b)
 #   make bench-reasoning       benchmarks/results/reasoning.json
 #
 # Training runs on one CPU thread, at lower priority, so it can share the machine.
@@ -35,3 +37,14 @@ bench-reasoning: $(STAMP)
 	$(RSN_ENV) $(PY) benchmarks/reasoning.py
 
 bench: bench-reasoning
+
+# Stages (b) and (c) continue from the stage (a) checkpoint into build/ (not shipped: see the issue note).
+.PHONY: train-reasoning-align train-reasoning-rl
+
+train-reasoning-align: $(STAMP)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.align --traces $(RSN_BUILD)/traces-0.jsonl \
+		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_CKPT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state
+
+train-reasoning-rl: $(STAMP)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
+		--out $(RSN_BUILD)/rl

@@ -59,10 +59,13 @@ class SFTConfig:
     save_every: int = 100
     threads: int = 1
     seed: int = 0
+    init_from: str = ""  # start from this checkpoint's weights and tokenizer (later stages)
 
 
 def example_text(record: dict) -> str:
-    """The training text of one trace record."""
+    """The training text of one record: a trace record, or any ``{"prompt", "completion"}`` pair."""
+    if "completion" in record:
+        return f"{record['prompt']} {record['completion']}"
     return f"{record['prompt']} {record['trace']} <smiles> {record['smiles']} </smiles>"
 
 
@@ -162,6 +165,8 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
 
     if (out / "tokenizer.json").exists() and (state_dir / "train_state.json").exists():
         tokenizer = ReasoningTokenizer.load(out)
+    elif cfg.init_from:
+        tokenizer = ReasoningTokenizer.load(cfg.init_from)
     else:
         tokenizer = ReasoningTokenizer.build(example_text(r) for r in train_records)
     encode = [encode_example(tokenizer, r) for r in train_records]
@@ -179,7 +184,13 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
         d_ff=cfg.d_ff,
         max_len=cfg.max_len,
     )
-    model = ReasoningLM(model_cfg)
+    if cfg.init_from:
+        model = ReasoningLM.from_pretrained(cfg.init_from)
+        model_cfg = model.config
+        if cfg.max_len > model_cfg.max_len:
+            raise ValueError(f"max_len {cfg.max_len} exceeds the initial checkpoint's {model_cfg.max_len}")
+    else:
+        model = ReasoningLM(model_cfg)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
