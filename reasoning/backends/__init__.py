@@ -2,10 +2,12 @@
 
 - :class:`~reasoning.backends.compact.CompactReasoner`: the shipped compact model, with RDKit-constrained
   decoding (the default).
+- :class:`~reasoning.backends.openai.OpenAIReasoner`: any OpenAI-compatible chat endpoint (no logits, so
+  validity comes from the repair loop).
 
 >>> from reasoning.backends import BACKENDS
 >>> sorted(BACKENDS)
-['compact']
+['compact', 'openai']
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ def _compact(**options) -> Reasoner:
     return CompactReasoner.from_pretrained(options.pop("checkpoint", None), **options)
 
 
-BACKENDS = {"compact": _compact}
+def _openai(**options) -> Reasoner:
+    from reasoning.backends.openai import OpenAIReasoner
+
+    return OpenAIReasoner(**options)
+
+
+BACKENDS = {"compact": _compact, "openai": _openai}
 
 
 def load_backend(name: str, **options) -> Reasoner:
