@@ -5,7 +5,8 @@ with ``spec.check`` (the one definition of "satisfied"). Candidates that fail fe
 back into the next round's prompt (``<retry> mw 512 ; forbid Cl </retry>``). Results are deduplicated by
 canonical SMILES. The loop stops when ``n`` proposals satisfy the spec, the round budget is spent, or the
 time limit passes, so it never hangs. A spec nothing satisfies within the budget is reported as
-``status == "unsatisfiable"`` with the constraints that failed most often.
+``status == "unsatisfiable"`` with the constraints that failed most often (the closest valid misses are
+returned, flagged ``ok=False``, unless ``fill_with_near_misses=False``).
 
 >>> from reasoning import Proposer, DesignSpec
 >>> proposer = Proposer.default()  # doctest: +SKIP
@@ -77,6 +78,9 @@ class Proposer:
 
     ``rounds`` is the repair budget (rounds of sampling), ``samples_per_round`` how many candidates each
     round draws (default: twice the number still missing, at least 8), ``timeout_s`` a wall-clock cap.
+    When fewer than ``n`` candidates meet the spec, ``fill_with_near_misses`` tops the list up with the
+    closest valid misses (their ``ok`` is False and ``spec_report`` says what failed); ``status`` still
+    says how the search ended.
     """
 
     backend: Reasoner
@@ -84,6 +88,7 @@ class Proposer:
     samples_per_round: int | None = None
     timeout_s: float = 120.0
     constrained: bool = True
+    fill_with_near_misses: bool = True
     _rules: object = field(default=None, repr=False)
 
     @classmethod
@@ -147,11 +152,12 @@ class Proposer:
             return ProposalList(proposals, "satisfied", f"{n} proposals meet every constraint", near, stats)
         common = ", ".join(f"{name} ({count}x)" for name, count in failures.most_common(3)) or "none"
         budget = f"{stats['rounds']} round(s), {stats['sampled']} candidates, {stats['seconds']:.1f} s"
+        fill = [p for p in near if p.valid][: n - len(proposals)] if self.fill_with_near_misses else []
         if not proposals:
             reason = f"unsatisfiable within the budget ({budget}); constraints failed most often: {common}"
-            return ProposalList([], "unsatisfiable", reason, near, stats)
+            return ProposalList(fill, "unsatisfiable", reason, near, stats)
         reason = f"only {len(proposals)} of {n} found within the budget ({budget}); most failed: {common}"
-        return ProposalList(proposals, "partial", reason, near, stats)
+        return ProposalList(proposals + fill, "partial", reason, near, stats)
 
     def _judge(self, spec: DesignSpec, trace: str, smiles: str, attempt: int) -> Proposal:
         report = validate(smiles)

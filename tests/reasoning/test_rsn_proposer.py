@@ -22,7 +22,7 @@ def test_proposals_are_valid_checked_and_unique(tiny_reasoner):
     spec = DesignSpec(properties={"heavy_atoms": [1, 60]})
     found = Proposer(tiny_reasoner, rounds=2, samples_per_round=12).propose(spec, n=5, seed=1)
     assert isinstance(found, ProposalList)
-    assert found.status == "satisfied" and len(found) == 5
+    assert found.status == "satisfied" and len(found) == 5 and all(p.ok for p in found)
     smiles = [p.molecule.smiles for p in found]
     assert len(set(smiles)) == len(smiles)
     for p in found:
@@ -35,9 +35,12 @@ def test_unsatisfiable_spec_is_reported_after_the_budget(tiny_reasoner):
     start = time.time()
     found = Proposer(tiny_reasoner, rounds=2, samples_per_round=6).propose(spec, n=3, seed=0)
     assert time.time() - start < 60
-    assert found.status == "unsatisfiable" and len(found) == 0
+    assert found.status == "unsatisfiable"
     assert "unsatisfiable" in found.reason and ("rings" in found.reason or "mw" in found.reason)
     assert found.stats["sampled"] == 12 and found.near_misses
+    assert len(found) == 3 and not any(p.ok for p in found) and all(p.valid for p in found)
+    strict = Proposer(tiny_reasoner, rounds=1, samples_per_round=4, fill_with_near_misses=False)
+    assert list(strict.propose(spec, n=3)) == []
 
 
 def test_repair_rounds_feed_failures_back(tiny_reasoner):
@@ -90,4 +93,4 @@ def test_shipped_model_proposes_for_the_job_runner():
     proposals = Proposer.default(backend="compact", rounds=2).propose(spec, 2, seed=0)
     assert proposals.status in ("satisfied", "partial", "unsatisfiable")
     for p in proposals:
-        assert p.molecule is not None and p.trace.startswith("<think>")
+        assert p.valid and isinstance(p.trace, str)
