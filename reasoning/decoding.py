@@ -370,8 +370,8 @@ def generate(
     elements: Iterable[str] | None = None,
     temperature: float = 1.0,
     top_p: float = 0.95,
-    max_trace_tokens: int = 220,
-    max_smiles_tokens: int = 100,
+    max_trace_tokens: int = 260,
+    max_smiles_tokens: int = 80,
     seed: int = 0,
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.

@@ -48,27 +48,39 @@ class ReasoningConfig:
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far: ``k[layer]: (batch, heads, time, head_dim)``."""
+    """Keys and values of every layer for the tokens seen so far: ``k[layer]: (batch, heads, time, head_dim)``.
 
-    def __init__(self, n_layers: int):
-        self.k: list[torch.Tensor | None] = [None] * n_layers
-        self.v: list[torch.Tensor | None] = [None] * n_layers
+    Buffers are allocated once per layer with room for ``capacity`` tokens (the model's ``max_len`` by
+    default) and filled in place, so a decoding step costs no copying of earlier keys.
+    """
+
+    def __init__(self, n_layers: int, capacity: int | None = None):
+        self.capacity = capacity
+        self._k: list[torch.Tensor | None] = [None] * n_layers
+        self._v: list[torch.Tensor | None] = [None] * n_layers
+        self._length = [0] * n_layers
 
     @property
     def length(self) -> int:
-        return 0 if self.k[0] is None else int(self.k[0].shape[2])
+        return self._length[0]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.k[layer] is not None:
-            k = torch.cat([self.k[layer], k], dim=2)
-            v = torch.cat([self.v[layer], v], dim=2)
-        self.k[layer], self.v[layer] = k, v
-        return k, v
+        start, t = self._length[layer], k.shape[2]
+        if self._k[layer] is None:
+            room = max(self.capacity or 0, start + t)
+            shape = (k.shape[0], k.shape[1], room, k.shape[3])
+            self._k[layer], self._v[layer] = k.new_empty(shape), v.new_empty(shape)
+        elif start + t > self._k[layer].shape[2]:
+            raise ValueError(f"KV cache holds {self._k[layer].shape[2]} tokens; {start + t} requested")
+        self._k[layer][:, :, start : start + t] = k
+        self._v[layer][:, :, start : start + t] = v
+        self._length[layer] = start + t
+        return self._k[layer][:, :, : start + t], self._v[layer][:, :, : start + t]
 
     def select(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (e.g. after dropping finished sequences)."""
-        self.k = [None if k is None else k[rows] for k in self.k]
-        self.v = [None if v is None else v[rows] for v in self.v]
+        """Keep only the given batch rows (e.g. after dropping finished sequences, or to repeat a prompt)."""
+        self._k = [None if k is None else k[rows] for k in self._k]
+        self._v = [None if v is None else v[rows] for v in self._v]
 
 
 def _rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +185,8 @@ class ReasoningLM(nn.Module):
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         start = cache.length if cache is not None else 0
+        if cache is not None and cache.capacity is None:
+            cache.capacity = self.config.max_len
         t = ids.shape[1]
         if start + t > self.config.max_len:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_len {self.config.max_len}")

@@ -39,8 +39,8 @@ class CompactReasoner:
         *,
         temperature: float = 0.9,
         top_p: float = 0.95,
-        max_trace_tokens: int = 220,
-        max_smiles_tokens: int = 100,
+        max_trace_tokens: int = 260,
+        max_smiles_tokens: int = 80,
         threads: int | None = None,
     ):
         if len(tokenizer) != model.config.vocab_size:
