@@ -183,6 +183,20 @@ def report(
 
 
 @app.command()
+def serve(
+    port: int = typer.Option(8000, help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", help="interface to bind (default: this machine only)"),
+    api_key: Optional[str] = typer.Option(
+        None, envvar="WORKBENCH_API_KEY", help="require 'Authorization: Bearer <key>' (or set WORKBENCH_API_KEY)"
+    ),
+) -> None:
+    """Serve the compact reasoning model as an OpenAI-compatible /v1/chat/completions endpoint."""
+    from workbench.serve import serve as run_server
+
+    run_server(host, port, api_key=api_key)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from workbench import __version__
