@@ -144,49 +144,68 @@ def run(args: argparse.Namespace) -> dict:
     counts = {"constrained": [0, 0], "unconstrained": [0, 0]}  # [valid, total]
     gen_seconds = 0.0
     bench_start = time.time()
-    for index, (name, spec) in enumerate(specs):
+    chunk = max(1, args.specs_per_batch)
+    for first in range(0, len(specs), chunk):
         if args.max_minutes and (time.time() - bench_start) / 60 > args.max_minutes:
-            print(f"time budget of {args.max_minutes} min reached after {index} of {len(specs)} specs", flush=True)
+            print(f"time budget of {args.max_minutes} min reached after {first} of {len(specs)} specs", flush=True)
             break
-        prompt = render_spec(spec)
-        elements = list(spec.elements) if spec.elements is not None else None
+        group = specs[first : first + chunk]
+        prompts = [render_spec(spec) for _, spec in group]
+        elements = [list(spec.elements) if spec.elements is not None else None for _, spec in group]
         start = time.time()
-        samples = reasoner.generate(prompt, k, seed=args.seed + index, elements=elements, constrained=True)
-        judged = [_judge(spec, s.smiles) for s in samples]
+        batches = reasoner.generate_many(prompts, k, seed=args.seed + first, elements=elements, constrained=True)
+        judged_groups = [
+            [_judge(spec, s.smiles) for s in samples] for (_, spec), samples in zip(group, batches, strict=True)
+        ]
         gen_seconds += time.time() - start
-        counts["constrained"][0] += sum(v for _, v, _ in judged)
-        counts["constrained"][1] += k
-        if args.plain_specs is None or index % max(1, len(specs) // args.plain_specs) == 0:
-            plain = reasoner.generate(prompt, k, seed=args.seed + index, elements=elements, constrained=False)
-            counts["unconstrained"][0] += sum(_judge(spec, s.smiles)[1] for s in plain)
-            counts["unconstrained"][1] += k
-        satisfied = [v and all(c.values()) for _, v, c in judged]
-        novel_satisfied = [s and smi not in corpus.index for (smi, _, _), s in zip(judged, satisfied, strict=True)]
-        for _, valid, checks in judged:
-            if valid:
-                for key, passed in checks.items():
-                    kind, constraint = key.split(":", 1)
-                    per_constraint[constraint if kind == "property" else kind].append(passed)
-        generated_valid += [smi for smi, v, _ in judged if v]
-        chance = [spec.check(s).ok for s in rng.sample(corpus.smiles, k)]
-        n_matches = int(corpus.matches(spec).sum())
-        per_spec.append(
-            {
-                "name": name,
-                "spec": render_spec(spec),
-                "at_1": bool(satisfied[0]),
-                "best_of_8": any(satisfied),
-                "novel_best_of_8": any(novel_satisfied),
-                "chance_best_of_8": any(chance),
-                "corpus_matches": n_matches,
-                "answers": [s.smiles for s in samples],
-            }
-        )
-        if args.verbose and index % 20 == 0:
-            done = per_spec
+        plain_group = [
+            i
+            for i in range(len(group))
+            if args.plain_specs is None or (first + i) % max(1, len(specs) // args.plain_specs) == 0
+        ]
+        if plain_group:
+            plain_batches = reasoner.generate_many(
+                [prompts[i] for i in plain_group],
+                k,
+                seed=args.seed + first,
+                elements=[elements[i] for i in plain_group],
+                constrained=False,
+            )
+            for i, samples in zip(plain_group, plain_batches, strict=True):
+                counts["unconstrained"][0] += sum(_judge(group[i][1], s.smiles)[1] for s in samples)
+                counts["unconstrained"][1] += k
+        for (name, spec), samples, judged in zip(group, batches, judged_groups, strict=True):
+            counts["constrained"][0] += sum(v for _, v, _ in judged)
+            counts["constrained"][1] += k
+            satisfied = [v and all(c.values()) for _, v, c in judged]
+            novel_satisfied = [s and smi not in corpus.index for (smi, _, _), s in zip(judged, satisfied, strict=True)]
+            for _, valid, checks in judged:
+                if valid:
+                    for key, passed in checks.items():
+                        kind, constraint = key.split(":", 1)
+                        per_constraint[constraint if kind == "property" else kind].append(passed)
+            generated_valid += [smi for smi, v, _ in judged if v]
+            chance = [spec.check(s).ok for s in rng.sample(corpus.smiles, k)]
+            n_matches = int(corpus.matches(spec).sum())
+            per_spec.append(
+                {
+                    "name": name,
+                    "spec": render_spec(spec),
+                    "at_1": bool(satisfied[0]),
+                    "best_of_8": any(satisfied),
+                    "novel_best_of_8": any(novel_satisfied),
+                    "chance_best_of_8": any(chance),
+                    "corpus_matches": n_matches,
+                    "answers": [s.smiles for s in samples],
+                    "first_trace": samples[0].trace,
+                }
+            )
+        if args.verbose:
             print(
-                f"[{index + 1}/{len(specs)}] novel best-of-8 {np.mean([p['novel_best_of_8'] for p in done]):.2f} "
-                f"chance {np.mean([p['chance_best_of_8'] for p in done]):.2f}",
+                f"[{len(per_spec)}/{len(specs)}] "
+                f"novel best-of-8 {np.mean([p['novel_best_of_8'] for p in per_spec]):.2f} "
+                f"chance {np.mean([p['chance_best_of_8'] for p in per_spec]):.2f} "
+                f"{counts['constrained'][1] / gen_seconds:.2f} proposals/s",
                 flush=True,
             )
 
@@ -271,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plain-specs", type=int, default=None, help="run plain decoding on ~this many specs")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop sampling after this long")
+    parser.add_argument("--specs-per-batch", type=int, default=4, help="specs sampled together in one batch")
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))
 

@@ -37,7 +37,7 @@ import torch
 from reasoning.model import KVCache, ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 
-__all__ = ["MAX_VALENCE", "SmilesGrammarState", "GeneratedText", "generate"]
+__all__ = ["MAX_VALENCE", "SmilesGrammarState", "GeneratedText", "generate", "generate_many"]
 
 MAX_VALENCE: dict[str, int] = {"C": 4, "N": 3, "O": 2, "P": 5, "S": 6, "F": 1, "Cl": 1, "Br": 1, "I": 1}
 _BOND_ORDER = {"-": 1, "=": 2, "#": 3}
@@ -359,7 +359,6 @@ def _vocab(tokenizer: ReasoningTokenizer) -> _Vocab:
     return _VOCAB_CACHE[key]
 
 
-@torch.no_grad()
 def generate(
     model: ReasoningLM,
     tokenizer: ReasoningTokenizer,
@@ -386,28 +385,83 @@ def generate(
     >>> len(out)
     2
     """
+    return generate_many(
+        model,
+        tokenizer,
+        [prompt],
+        n,
+        constrained=constrained,
+        elements=[elements],
+        temperature=temperature,
+        top_p=top_p,
+        max_trace_tokens=max_trace_tokens,
+        max_smiles_tokens=max_smiles_tokens,
+        seed=seed,
+    )[0]
+
+
+@torch.no_grad()
+def generate_many(
+    model: ReasoningLM,
+    tokenizer: ReasoningTokenizer,
+    prompts: Sequence[str],
+    n: int,
+    *,
+    constrained: bool = True,
+    elements: Sequence[Iterable[str] | None] | None = None,
+    temperature: float = 1.0,
+    top_p: float = 0.95,
+    max_trace_tokens: int = 260,
+    max_smiles_tokens: int = 80,
+    seed: int = 0,
+) -> list[list[GeneratedText]]:
+    """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
+    padding is masked out of attention; rotary positions make the shift harmless).
+
+    ``elements`` gives each prompt's allowed elements (or None). Returns one list per prompt.
+    """
     model.eval()
     vocab = _vocab(tokenizer)
-    allowed_elements = set(elements) if elements is not None else None
     generator = torch.Generator().manual_seed(int(seed))
-    prompt_ids = tokenizer.encode(prompt, bos=True)
-    budget = model.config.max_len - len(prompt_ids) - 2
+    encoded = [tokenizer.encode(p, bos=True) for p in prompts]
+    width = max(len(ids) for ids in encoded)
+    budget = model.config.max_len - width - 2
     if budget < 8:
-        raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in max_len {model.config.max_len}")
+        raise ValueError(f"prompt of {width} tokens leaves no room in max_len {model.config.max_len}")
     max_smiles_tokens = min(max_smiles_tokens, budget // 2)
     max_trace_tokens = min(max_trace_tokens, budget - max_smiles_tokens - 2)
+    elements = list(elements) if elements is not None else [None] * len(prompts)
+    n_prompts = len(prompts)
+    rows_of_prompt = torch.arange(n_prompts).repeat_interleave(n)
 
+    ids = torch.full((n_prompts, width), tokenizer.pad_id, dtype=torch.long)
+    key_valid = torch.zeros((n_prompts, model.config.max_len), dtype=torch.bool)
+    for i, prompt_ids in enumerate(encoded):
+        ids[i, width - len(prompt_ids) :] = torch.tensor(prompt_ids)
+        key_valid[i, width - len(prompt_ids) :] = True  # positions after the prompt are always real
+    padded = any(len(p) < width for p in encoded)
     cache = KVCache(model.config.n_layers)
-    logits = model(torch.tensor([prompt_ids]), cache=cache)[:, -1, :]
-    cache.select(torch.zeros(n, dtype=torch.long))
-    logits = logits.expand(n, -1)
+    mask = None
+    if padded:
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        mask = (causal & key_valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool)
+    logits = model(ids, cache=cache, attn_mask=mask)[:, -1, :]
+    cache.select(rows_of_prompt)
+    logits = logits[rows_of_prompt]
+    key_valid = key_valid[rows_of_prompt]
+    n_rows = n * n_prompts
+    n_prompt_rows = n
+    n = n_rows
+    states = [
+        SmilesGrammarState(elements=set(elements[row // n_prompt_rows]) if elements[row // n_prompt_rows] else None)
+        for row in range(n)
+    ]
 
     trace_ids: list[list[int]] = [[] for _ in range(n)]
     smiles_tokens: list[list[str]] = [[] for _ in range(n)]
     in_smiles = [False] * n
     done = [False] * n
     forced = [False] * n
-    states = [SmilesGrammarState(elements=allowed_elements) for _ in range(n)]
     forced_queue: list[list[str]] = [[] for _ in range(n)]
 
     for _ in range(max_trace_tokens + max_smiles_tokens + 2):
@@ -457,9 +511,10 @@ def generate(
             next_ids.append(tokenizer.index.get(token, tokenizer.unk_id))
         if all(done) or cache.length + 1 > model.config.max_len:
             break
-        logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache)[:, -1, :]
+        step_mask = key_valid[:, None, None, : cache.length + 1] if padded else None
+        logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache, attn_mask=step_mask)[:, -1, :]
 
-    return [
+    results = [
         GeneratedText(
             tokenizer.decode(trace_ids[row]),
             "".join(smiles_tokens[row]),
@@ -468,6 +523,7 @@ def generate(
         )
         for row in range(n)
     ]
+    return [results[i * n_prompt_rows : (i + 1) * n_prompt_rows] for i in range(n_prompts)]
 
 
 def _sample_rows(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rdkit import Chem
 
-from reasoning.decoding import SmilesGrammarState, generate
+from reasoning.decoding import SmilesGrammarState, generate, generate_many
 from workbench.chem import validate
 
 
@@ -94,3 +94,15 @@ def test_greedy_completion_closes_everything():
     _push_all(state, tail)
     assert state.can_end()
     assert Chem.MolFromSmiles("C1C(C2CC(N" + "".join(tail)) is not None
+
+
+def test_batched_prompts_match_single_prompts(tiny_model, tokenizer):
+    prompts = ["<spec> mw 200 to 300 ; require C(=O)N ; forbid Cl </spec>", "<spec> rings 1 to 2 </spec>"]
+    options = dict(temperature=0.0, max_trace_tokens=12, max_smiles_tokens=30)
+    batched = generate_many(tiny_model, tokenizer, prompts, 2, elements=[None, ["C", "N"]], **options)
+    single = [
+        generate(tiny_model, tokenizer, prompts[0], 2, **options),
+        generate(tiny_model, tokenizer, prompts[1], 2, elements=["C", "N"], **options),
+    ]
+    assert [[o.smiles for o in group] for group in batched] == [[o.smiles for o in group] for group in single]
+    assert [[o.trace for o in group] for group in batched] == [[o.trace for o in group] for group in single]
