@@ -37,21 +37,54 @@ def _library(settings: Any, spec: DesignSpec, seed: int) -> list[Proposal]:
     return [(s, "library", {"corpus": source}) for s in smiles]
 
 
-def _diffusion(settings: Any, spec: DesignSpec, seed: int) -> list[Proposal]:
+GUIDANCE_TYPES = {
+    "constant": "Constant",
+    "linear": "Linear",
+    "cosine": "Cosine",
+    "interval": "Interval",
+    "c2fg": "C2FG",
+}
+
+
+def guidance_from_config(config: dict[str, Any] | None):
+    """A guidance schedule from a job file mapping such as ``{type: c2fg, w0: 4.0, lam: 3.0}``."""
+    from diffusion import guidance
+
+    if not config or config.get("type", "none") == "none":
+        return None
+    params = {k: v for k, v in config.items() if k != "type"}
+    kind = str(config.get("type", "")).lower()
+    if kind not in GUIDANCE_TYPES:
+        raise JobFileError(
+            f"proposers.diffusion.guidance: unknown type {kind!r}; choose none, {', '.join(GUIDANCE_TYPES)}"
+        )
     try:
-        from diffusion.guidance import from_config as guidance_from_config
-        from diffusion.pipeline import load_pipeline
+        return getattr(guidance, GUIDANCE_TYPES[kind])(**params)
+    except (TypeError, ValueError) as exc:
+        raise JobFileError(f"proposers.diffusion.guidance ({kind}): {exc}") from None
+
+
+def default_diffusion_checkpoint() -> str:
+    import diffusion
+
+    return os.path.join(os.path.dirname(diffusion.__file__), "checkpoints")
+
+
+def _diffusion(settings: Any, spec: DesignSpec, seed: int) -> list[Proposal]:
+    """Property-targeted samples from the shipped diffusion pipeline (or ``checkpoint``)."""
+    try:
+        from diffusion.pipeline import MoleculeDiffusionPipeline
     except ImportError as exc:
         raise JobFileError(f"proposer 'diffusion' is not available in this installation ({exc})") from None
-    pipe = load_pipeline(settings.checkpoint)
+    pipe = MoleculeDiffusionPipeline.from_pretrained(settings.checkpoint or default_diffusion_checkpoint())
     mols = pipe(
         n=settings.n,
-        targets=settings.targets,
+        targets=settings.targets or None,
         guidance=guidance_from_config(settings.guidance),
         num_inference_steps=settings.steps,
         seed=seed,
     )
-    return [(m.smiles, "diffusion", {"targets": settings.targets}) for m in mols]
+    return [(m.smiles, "diffusion", {"targets": settings.targets, "guidance": settings.guidance}) for m in mols]
 
 
 def _reasoning(settings: Any, spec: DesignSpec, seed: int) -> list[Proposal]:
