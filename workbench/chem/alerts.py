@@ -13,6 +13,7 @@ corpora, including RDKit's PAINS test set). A pattern whose query cannot be read
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,12 +176,75 @@ def _bond_order(description: str) -> int | None:
     return None
 
 
+def _split_top(text: str, sep: str) -> list[str]:
+    """Split at ``sep`` characters outside parentheses and brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+_TEXT_ELEMENT = re.compile(r"^(?:#(\d+)|(Cl|Br|[BCNOSPFI])|(se|as|[cnosp]))$")
+
+
+def _term_requirement(term: str) -> tuple[int, bool | None] | None:
+    """Requirement of one SMARTS atom primitive: an element (``#7``, ``N``, ``n``) or ``$(...)``'s anchor."""
+    term = term.strip()
+    if term.startswith("$(") and term.endswith(")"):
+        sub = Chem.MolFromSmarts(term[2:-1])
+        if sub is None or sub.GetNumAtoms() == 0:
+            return None
+        return _atom_requirement(sub.GetAtomWithIdx(0).DescribeQuery())
+    match = _TEXT_ELEMENT.match(term)
+    if not match:
+        return None
+    if match.group(1):
+        return (int(match.group(1)), None) if int(match.group(1)) > 0 else None
+    if match.group(2):
+        return (Chem.GetPeriodicTable().GetAtomicNumber(match.group(2)), False)
+    return (Chem.GetPeriodicTable().GetAtomicNumber(match.group(3).capitalize()), True)
+
+
+def _smarts_requirement(atom_smarts: str) -> tuple[str, object] | None:
+    """From an atom's SMARTS text (used for recursive SMARTS, which DescribeQuery does not show):
+    ``("one", (z, arom))`` for a definite requirement or ``("any", {options})`` for an OR of them."""
+    text = atom_smarts.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    for and_term in _split_top(text[1:-1], ";"):  # every ';' term must hold: any one of them is a requirement
+        alternatives = _split_top(and_term, ",")
+        options = []
+        for alternative in alternatives:
+            found = None
+            for piece in _split_top(alternative, "&"):  # every '&' piece holds: take a definite one
+                if piece.startswith("!"):
+                    continue
+                found = found or _term_requirement(piece)
+            if found is None:
+                options = None
+                break
+            options.append(found)
+        if not options:
+            continue
+        if len(set(options)) == 1:
+            return ("one", options[0])
+        return ("any", frozenset(options))
+    return None
+
+
 def pattern_requirements(query: Chem.Mol) -> dict[tuple, int]:
     """Feature counts a query definitely requires (see :func:`molecule_features`)."""
     req: dict[tuple, int] = {}
     descriptions = [a.DescribeQuery() for a in query.GetAtoms()]
     atoms = [_atom_requirement(d) for d in descriptions]
-    for found, description in zip(atoms, descriptions, strict=True):
+    for atom, found, description in zip(query.GetAtoms(), atoms, descriptions, strict=True):
         if found is not None:
             z, arom = found
             keys = [("a", z, None)] + ([("a", z, arom)] if arom is not None else [])
@@ -188,6 +252,14 @@ def pattern_requirements(query: Chem.Mol) -> dict[tuple, int]:
                 req[key] = req.get(key, 0) + 1
         else:
             options = _atom_alternatives(description)
+            if not options and "RecursiveStructure" in description:
+                found = _smarts_requirement(atom.GetSmarts())
+                if found is not None and found[0] == "one":
+                    z, arom = found[1]
+                    for key in [("a", z, None)] + ([("a", z, arom)] if arom is not None else []):
+                        req[key] = req.get(key, 0) + 1
+                    continue
+                options = found[1] if found is not None else None
             if options:
                 key = ("s", options)
                 req[key] = req.get(key, 0) + 1
