@@ -19,6 +19,7 @@ posterior means into the unit-scale latents the denoiser is trained on: see :met
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,10 @@ from workbench.chem import Molecule, ValidationReport, validate
 from workbench.errors import InvalidMoleculeError
 
 __all__ = ["SelfiesVAE", "SelfiesVocabulary", "DecodedMolecule", "PAD", "EOS", "BOS"]
+
+# SMILES -> SELFIES is the slow part of tokenizing a corpus; building the vocabulary and then the
+# token ids encodes every molecule twice, so remember the results.
+_to_selfies = functools.lru_cache(maxsize=250_000)(sf.encoder)
 
 PAD = "[nop]"
 EOS = "[EOS]"
@@ -57,7 +62,7 @@ class SelfiesVocabulary:
         """Build the alphabet of every SELFIES token used by ``smiles`` (sorted, so it is reproducible)."""
         alphabet: set[str] = set()
         for s in smiles:
-            alphabet.update(sf.split_selfies(sf.encoder(s)))
+            alphabet.update(sf.split_selfies(_to_selfies(s)))
         return cls(sorted(alphabet))
 
     def __len__(self) -> int:
@@ -78,7 +83,7 @@ class SelfiesVocabulary:
     def encode(self, smiles: str, max_len: int) -> list[int] | None:
         """Token ids of ``smiles`` ending in EOS and padded to ``max_len``; None if too long or unencodable."""
         try:
-            selfies = sf.encoder(smiles)
+            selfies = _to_selfies(smiles)
         except sf.EncoderError:
             return None
         if selfies is None:
@@ -191,8 +196,12 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "token_acc": token_acc}
 
     @torch.no_grad()
-    def greedy_decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Token ids (batch, max_len) decoded greedily from latents ``z`` (batch, latent_dim)."""
+    def greedy_decode(self, z: torch.Tensor, min_tokens: int = 4) -> torch.Tensor:
+        """Token ids (batch, max_len) decoded greedily from latents ``z`` (batch, latent_dim).
+
+        The end token is not allowed before ``min_tokens`` tokens, so no latent decodes to an empty
+        (or one-atom) molecule.
+        """
         batch = z.shape[0]
         h = torch.tanh(self.latent_to_hidden(z)).unsqueeze(0)
         token = torch.full((batch, 1), self.vocab.bos_id, dtype=torch.long, device=z.device)
@@ -204,6 +213,8 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
             logits = self.to_logits(o[:, 0])
             logits[:, self.vocab.pad_id] = -torch.inf
             logits[:, self.vocab.bos_id] = -torch.inf
+            if step < min_tokens:
+                logits[:, self.vocab.eos_id] = -torch.inf
             token = logits.argmax(-1, keepdim=True)
             out[:, step] = torch.where(finished, self.vocab.pad_id, token[:, 0])
             finished |= token[:, 0] == self.vocab.eos_id

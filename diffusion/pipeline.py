@@ -110,6 +110,7 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         if not (folder / "model_index.json").exists():
             raise CheckpointError(folder, "has no model_index.json; it is not a saved MoleculeDiffusionPipeline")
         kwargs.setdefault("local_files_only", True)
+        kwargs.setdefault("low_cpu_mem_usage", False)  # True needs the optional accelerate package
         try:
             pipe = super().from_pretrained(str(folder), **kwargs)
         except Exception as exc:

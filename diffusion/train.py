@@ -60,6 +60,7 @@ class AutoencoderTrainingConfig:
     hidden_dim: int = 256
     latent_dim: int = 48
     epochs: int = 3
+    max_steps: int | None = 500
     batch_size: int = 256
     lr: float = 1e-3
     lr_min: float = 1e-4
@@ -82,7 +83,7 @@ class DenoiserTrainingConfig:
     num_train_timesteps: int = 1000
     p_uncond: float = 0.15
     p_keep_property: float = 0.5
-    epochs: int = 30
+    epochs: int = 8
     batch_size: int = 512
     lr: float = 1e-3
     lr_min: float = 5e-5
@@ -175,7 +176,8 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
     )
     token_ids, kept = model.tokenize(smiles)
     steps_per_epoch = math.ceil(len(kept) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    schedule_steps = cfg.epochs * steps_per_epoch  # the learning-rate and data schedule
+    total_steps = min(schedule_steps, cfg.max_steps or schedule_steps)  # where training stops
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = _load_resume(out, model, optimizer)
     if step == 0:
@@ -192,7 +194,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
         batch = batch[:, : int((batch != model.vocab.pad_id).sum(1).max())]
         beta = cfg.beta * min(1.0, step / max(cfg.beta_warmup_steps, 1))
         for group in optimizer.param_groups:
-            group["lr"] = _cosine_lr(step, total_steps, cfg.lr, cfg.lr_min)
+            group["lr"] = _cosine_lr(step, schedule_steps, cfg.lr, cfg.lr_min)
         terms = model.loss(batch, beta)
         optimizer.zero_grad()
         terms["loss"].backward()

@@ -1,0 +1,43 @@
+"""The shipped checkpoints (trained by ``make train-diffusion``) load offline, are small and sample valid molecules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffusion.guidance import C2FG
+from diffusion.pipeline import MoleculeDiffusionPipeline
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "diffusion" / "checkpoints"
+
+pytestmark = pytest.mark.skipif(
+    not (CHECKPOINTS / "model_index.json").exists(), reason="no trained checkpoints; run make train-diffusion"
+)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> MoleculeDiffusionPipeline:
+    return MoleculeDiffusionPipeline.from_pretrained(CHECKPOINTS)
+
+
+def test_checkpoints_are_small_safetensors():
+    weights = sorted(CHECKPOINTS.glob("*/diffusion_pytorch_model.safetensors"))
+    assert [w.parent.name for w in weights] == ["autoencoder", "denoiser"]
+    assert all(w.stat().st_size < 8_000_000 for w in weights)
+    assert not list(CHECKPOINTS.rglob("*.bin")) and not list(CHECKPOINTS.rglob("*.pt"))
+
+
+def test_shipped_pipeline_samples_valid_molecules(shipped: MoleculeDiffusionPipeline):
+    result = shipped.sample(n=32, targets={"qed": 0.8, "clogp": 2.5}, guidance=C2FG(4.0, 3.0), num_inference_steps=10)
+    assert result.validity >= 0.99, [d.smiles for d in result.failures]
+    unique = {d.molecule.smiles for d in result.decoded if d.molecule is not None}
+    assert len(unique) >= 0.9 * 32
+
+
+def test_shipped_denoiser_stores_its_property_statistics(shipped: MoleculeDiffusionPipeline):
+    config = shipped.denoiser.config
+    assert list(config.property_names) == ["qed", "clogp", "mw", "tpsa", "sa", "hbd", "hba", "rings"]
+    for key in ("property_mean", "property_std", "property_min", "property_max"):
+        assert len(getattr(config, key)) == 8
+    assert 0.0 < config.property_min[0] < config.property_mean[0] < config.property_max[0] <= 1.0
