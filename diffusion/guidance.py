@@ -45,6 +45,7 @@ __all__ = [
     "fit_exponential_decay",
     "measure_score_discrepancy",
     "calibrate_lambda",
+    "fit_calibration",
     "CalibrationResult",
 ]
 
@@ -253,7 +254,12 @@ def measure_score_discrepancy(
 
 @dataclass
 class CalibrationResult:
-    """The measured score-discrepancy curve and its exponential fit ``d(t) = amplitude * exp(-lam * t)``."""
+    """The measured discrepancy curve and its exponential fit ``d(t) = amplitude * exp(-lam * t)``.
+
+    ``discrepancy`` is the fitted quantity: the score gap ``||eps_c - eps_u|| / sigma_t`` (the score
+    is ``-eps / sigma_t``) when ``quantity == "score"``, the raw noise-prediction gap when ``"eps"``;
+    ``eps_discrepancy`` is always the raw ``||eps_c - eps_u||``.
+    """
 
     t_norm: np.ndarray
     discrepancy: np.ndarray
@@ -261,6 +267,8 @@ class CalibrationResult:
     lam: float
     r2: float
     fit_range: tuple[float, float]
+    quantity: str = "score"
+    eps_discrepancy: np.ndarray | None = None
     plot_path: Path | None = field(default=None)
 
     def schedule(self, w0: float) -> C2FG:
@@ -275,6 +283,10 @@ class CalibrationResult:
             "lam": self.lam,
             "r2": self.r2,
             "fit_range": list(self.fit_range),
+            "quantity": self.quantity,
+            "eps_discrepancy": None
+            if self.eps_discrepancy is None
+            else [round(float(x), 5) for x in self.eps_discrepancy],
             "plot": str(self.plot_path) if self.plot_path else None,
         }
 
@@ -286,9 +298,10 @@ def calibrate_lambda(
     masks: torch.Tensor | None = None,
     alphas_cumprod: torch.Tensor | None = None,
     n_times: int = 21,
-    fit_range: tuple[float, float] = (0.0, 1.0),
+    fit_range: tuple[float, float] = (0.05, 1.0),
     seed: int = 0,
     plot_path: str | Path | None = None,
+    quantity: str = "score",
 ) -> CalibrationResult:
     """Measure ``||eps_c - eps_u||`` against ``t_norm`` for a trained denoiser and fit its exponential decay.
 
@@ -296,8 +309,13 @@ def calibrate_lambda(
     >>> # guidance = result.schedule(w0=4.0)
 
     ``alphas_cumprod`` defaults to the squared-cosine DDPM schedule the denoiser was trained with.
-    Only times inside ``fit_range`` enter the log-linear least-squares fit; all are plotted.
+    ``quantity="score"`` fits the score gap ``||eps_c - eps_u|| / sigma_t`` (sigma_t = sqrt(1 - alpha_bar_t)),
+    the quantity whose bound decays exponentially; ``"eps"`` fits the raw noise-prediction gap.
+    Only times inside ``fit_range`` enter the log-linear least-squares fit (the default leaves out
+    t = 0, where sigma_t is nearly 0); all are plotted.
     """
+    if quantity not in ("score", "eps"):
+        raise ValueError(f"quantity must be 'score' or 'eps', got {quantity!r}")
     import torch
 
     if alphas_cumprod is None:
@@ -308,10 +326,28 @@ def calibrate_lambda(
     if masks is None:
         masks = torch.isfinite(conditions)
     t_norms = np.linspace(0.0, 1.0, n_times)
-    discrepancy = measure_score_discrepancy(denoiser, latents, conditions, masks, alphas_cumprod, t_norms, seed)
+    eps_gap = measure_score_discrepancy(denoiser, latents, conditions, masks, alphas_cumprod, t_norms, seed)
+    return fit_calibration(t_norms, eps_gap, alphas_cumprod, quantity, fit_range, plot_path)
+
+
+def fit_calibration(
+    t_norms: np.ndarray,
+    eps_gap: np.ndarray,
+    alphas_cumprod: torch.Tensor | np.ndarray,
+    quantity: str = "score",
+    fit_range: tuple[float, float] = (0.05, 1.0),
+    plot_path: str | Path | None = None,
+) -> CalibrationResult:
+    """Fit the exponential decay to a measured ``||eps_c - eps_u||`` curve (see :func:`calibrate_lambda`)."""
+    t_norms, eps_gap = np.asarray(t_norms, dtype=float), np.asarray(eps_gap, dtype=float)
+    alphas = np.asarray(alphas_cumprod, dtype=float)
+    steps = np.round(t_norms * (len(alphas) - 1)).astype(int)
+    discrepancy = eps_gap / np.sqrt(1.0 - alphas[steps]) if quantity == "score" else eps_gap
     inside = (t_norms >= fit_range[0]) & (t_norms <= fit_range[1])
     amplitude, lam, r2 = fit_exponential_decay(t_norms[inside], discrepancy[inside])
-    result = CalibrationResult(t_norms, discrepancy, amplitude, lam, r2, tuple(fit_range))
+    result = CalibrationResult(
+        t_norms, discrepancy, amplitude, lam, r2, tuple(fit_range), quantity=quantity, eps_discrepancy=eps_gap
+    )
     if plot_path is not None:
         result.plot_path = _plot_calibration(result, Path(plot_path))
     return result
@@ -324,7 +360,12 @@ def _plot_calibration(result: CalibrationResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.semilogy(result.t_norm, result.discrepancy, "o", label=r"measured $\|\epsilon_c - \epsilon_\varnothing\|$")
+    measured = (
+        r"$\|\epsilon_c - \epsilon_\varnothing\| / \sigma_t$"
+        if result.quantity == "score"
+        else r"$\|\epsilon_c - \epsilon_\varnothing\|$"
+    )
+    ax.semilogy(result.t_norm, result.discrepancy, "o", label=f"measured {measured}")
     ts = np.linspace(0, 1, 101)
     ax.semilogy(
         ts,
@@ -334,7 +375,7 @@ def _plot_calibration(result: CalibrationResult, path: Path) -> Path:
     )
     ax.invert_xaxis()
     ax.set_xlabel("forward diffusion time t (1 = noise, 0 = data)")
-    ax.set_ylabel("score discrepancy")
+    ax.set_ylabel("score discrepancy" if result.quantity == "score" else "noise-prediction discrepancy")
     ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
 from diffusion.denoiser import DenoiserOutput
 from diffusion.guidance import (
@@ -105,15 +106,18 @@ def test_fit_recovers_known_decay_from_noisy_synthetic_data():
 
 
 class _DecayingGapDenoiser(torch.nn.Module):
-    """eps_c - eps_u has norm A * exp(-lam * t_norm) exactly, whatever the input."""
+    """eps_c - eps_u has norm A * exp(-lam * t_norm) exactly (times sigma_t if ``score``), whatever the input."""
 
-    def __init__(self, amplitude: float, lam: float, num_train_timesteps: int = 1000):
+    def __init__(self, amplitude: float, lam: float, score: bool = False, num_train_timesteps: int = 1000):
         super().__init__()
-        self.amplitude, self.lam, self.n = amplitude, lam, num_train_timesteps
+        self.amplitude, self.lam, self.score, self.n = amplitude, lam, score, num_train_timesteps
+        self.alphas = DDPMScheduler(num_train_timesteps, beta_schedule="squaredcos_cap_v2").alphas_cumprod
 
     def forward(self, sample, timestep, condition, mask):
         t_norm = timestep.float() / (self.n - 1)
         gap = self.amplitude * torch.exp(-self.lam * t_norm)
+        if self.score:
+            gap = gap * (1 - self.alphas[timestep]).sqrt()
         direction = torch.zeros_like(sample)
         direction[:, 0] = 1.0
         conditional = mask.any(dim=1, keepdim=True).float()
@@ -124,10 +128,21 @@ def test_calibration_recovers_lambda_from_a_model_and_saves_the_plot(tmp_path):
     denoiser = _DecayingGapDenoiser(amplitude=0.8, lam=3.0)
     latents = torch.randn(64, 6)
     conditions = torch.randn(64, 8)
-    result = calibrate_lambda(denoiser, latents, conditions, n_times=11, plot_path=tmp_path / "c2fg.png")
+    result = calibrate_lambda(
+        denoiser, latents, conditions, n_times=11, plot_path=tmp_path / "c2fg.png", quantity="eps", fit_range=(0, 1)
+    )
     # times are rounded to whole scheduler steps, hence the small tolerance
     assert result.lam == pytest.approx(3.0, abs=0.01)
     assert result.amplitude == pytest.approx(0.8, rel=0.01)
     assert (tmp_path / "c2fg.png").stat().st_size > 0
     assert result.schedule(4.0) == C2FG(4.0, result.lam)
     assert set(result.to_dict()) >= {"lam", "amplitude", "r2", "t_norm", "discrepancy"}
+
+
+def test_calibration_fits_the_score_gap_by_default():
+    # score = -eps / sigma_t, so a score gap A * exp(-lam * t) shows up as an eps gap A * exp(-lam * t) * sigma_t
+    denoiser = _DecayingGapDenoiser(amplitude=2.0, lam=2.5, score=True)
+    result = calibrate_lambda(denoiser, torch.randn(32, 6), torch.randn(32, 8), n_times=11)
+    assert result.quantity == "score"
+    assert result.lam == pytest.approx(2.5, abs=0.02)
+    assert result.eps_discrepancy[0] < result.eps_discrepancy[5]  # the raw eps gap is not what decays
