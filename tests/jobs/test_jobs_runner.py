@@ -202,3 +202,27 @@ def test_existing_dask_scheduler_by_address(tmp_path):
     assert result.executor == f"dask://{address}" and result.counts == {"done": 6}
     run(_job(name="addr", n=6), str(tmp_path / "local.db"), progress=False)
     assert _summary(str(tmp_path / "r.db"), "addr") == _summary(str(tmp_path / "local.db"), "addr")
+
+
+def test_unknown_potential_is_rejected_before_any_work(tmp_path):
+    job = JobConfig.from_text("name: p\nsimulate: {enabled: true, potential: no-such-potential}\n")
+    with pytest.raises(JobFileError, match="simulate.potential.*no-such-potential"):
+        run(job, str(tmp_path / "r.db"), progress=False)
+    with ResultStore(str(tmp_path / "r.db"), readonly=True) as db:
+        assert db.n_proposals(db.job("p")["job_id"]) == 0
+
+
+def test_simulation_stage_records_observables(tmp_path):
+    smi = tmp_path / "eth.smi"
+    smi.write_text("CCO\n")
+    job = JobConfig.from_text(
+        f"name: md\nproposers: [{{type: library, source: {smi}, n: 1}}]\n"
+        "simulate: {enabled: true, potential: ethanol, protocol: nvt, ps: 0.01, timestep_fs: 0.5}\n"
+        "score: {weights: {qed: 1.0, sim_rmsd_a: -1.0}}\n"
+    )
+    result = run(job, str(tmp_path / "r.db"), progress=False)
+    row = result.rows()[0]
+    sim = row["result"]["simulation"]
+    assert row["result"]["stages"]["simulate"] == "ok" and sim["sim_steps"] == 20
+    assert sim["sim_rmsd_a"] >= 0 and abs(sim["sim_energy_drift_mev_per_atom_ps"]) < 1e6
+    assert result.to_pandas()["sim_rmsd_a"].iloc[0] == sim["sim_rmsd_a"]
