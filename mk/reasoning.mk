@@ -15,7 +15,7 @@ RSN_ENV   := OMP_NUM_THREADS=1
 RSN_MOSES ?= 15000
 RSN_TRACES ?= 9600  # traces kept per shard (the shipped model saw 2 x 9600)
 RSN_SFT_ARGS ?= --d-model 192 --n-layers 4 --n-heads 6 --d-ff 512 --max-len 320 --batch-size 16 \
-	--lr 2e-3 --warmup-steps 50 --max-steps 1100 --max-minutes 240
+	--lr 2e-3 --warmup-steps 50 --max-steps 860 --max-minutes 240
 
 .PHONY: traces-reasoning train-reasoning-sft bench-reasoning
 

@@ -60,6 +60,7 @@ class SFTConfig:
     threads: int = 1
     seed: int = 0
     init_from: str = ""  # start from this checkpoint's weights and tokenizer (later stages)
+    stop_after: int = 0  # stop at this step without changing the learning-rate schedule (0: run to max_steps)
 
 
 def example_text(record: dict) -> str:
@@ -235,7 +236,8 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
             {"step": step, "tokens": tokens_seen, "elapsed": elapsed_before + time.time() - start_time},
         )
 
-    while step < cfg.max_steps and (time.time() - start_time) / 60 < cfg.max_minutes:
+    last_step = min(cfg.max_steps, cfg.stop_after) if cfg.stop_after else cfg.max_steps
+    while step < last_step and (time.time() - start_time) / 60 < cfg.max_minutes:
         epoch, index = divmod(step, per_epoch)
         order = list(range(len(encode)))
         random.Random(cfg.seed * 7919 + epoch).shuffle(order)
