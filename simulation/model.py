@@ -49,6 +49,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 TAU_MAX = 8.0
+ATTENTION_KINDS = ("cosine", "dot")
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MIN_DISTANCE_ANGSTROM = 0.5
@@ -64,6 +65,7 @@ class PotentialConfig:
     heads: int = 4
     cutoff: float = 5.0  # Angstrom
     radial_basis: int = 16
+    attention: str = "cosine"  # "cosine" (bounded, learned temperature) or "dot" (plain scaled q.k, for ablations)
     model_type: str = "EquivariantPotential"
     format_version: int = FORMAT_VERSION
     extra: dict = field(default_factory=dict)  # free-form provenance (data set, training run)
@@ -72,6 +74,8 @@ class PotentialConfig:
         self.elements = sorted({int(z) for z in self.elements})
         if self.features % self.heads:
             raise ValueError(f"features ({self.features}) must be divisible by heads ({self.heads})")
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {self.attention!r}")
 
 
 # ---------------------------------------------------------------------------------------------- geometry
@@ -181,10 +185,11 @@ def _scatter_sum(values: Tensor, index: Tensor, size: int) -> Tensor:
 class NeighbourAttentionMessage(nn.Module):
     """Equivariant message block with bounded (cosine, learned-temperature) neighbour attention."""
 
-    def __init__(self, features: int, heads: int, radial_basis: int):
+    def __init__(self, features: int, heads: int, radial_basis: int, attention: str = "cosine"):
         super().__init__()
         self.features = features
         self.heads = heads
+        self.kind = attention  # "cosine" (bounded logits) or "dot" (unnormalised scaled q.k, ablation only)
         self.norm = nn.LayerNorm(features)
         self.query = nn.Linear(features, features, bias=False)
         self.key = nn.Linear(features, features, bias=False)
@@ -203,6 +208,8 @@ class NeighbourAttentionMessage(nn.Module):
         n_atoms, n_pairs, heads = h.shape[0], i.shape[0], self.heads
         q = self.query(h)[i].view(n_pairs, heads, self.features // heads)  # (pairs, H, F/H)
         k = (self.key(h)[j] * self.key_radial(rbf)).view(n_pairs, heads, self.features // heads)  # (pairs, H, F/H)
+        if self.kind == "dot":
+            return dot_attention_weights(q, k, i, fc, n_atoms)
         cos = (q * k).sum(-1) / torch.sqrt((q * q).sum(-1) * (k * k).sum(-1) + 1e-12)  # (pairs, H) in [-1, 1]
         tau = self.temperature()
         logits = tau * cos  # (pairs, H) in [-tau, tau]
@@ -225,6 +232,20 @@ class NeighbourAttentionMessage(nn.Module):
         if v.requires_grad or bool(v.any()):  # v is exactly zero before the first layer
             dv = dv + dvv[:, None, :] * v[j]
         return s + _scatter_sum(ds, i, n_atoms), v + _scatter_sum(dv, i, n_atoms)
+
+
+def dot_attention_weights(q: Tensor, k: Tensor, i: Tensor, fc: Tensor, n_atoms: int) -> Tensor:
+    """Count-preserving weights ``(pairs, H)`` from unbounded logits ``<q_ij, k_ij> / sqrt(F/H)`` (ablation).
+
+    The per-atom maximum logit (no gradient) is subtracted before ``exp``; it cancels in the normalisation.
+    """
+    logits = (q * k).sum(-1) / math.sqrt(q.shape[-1])  # (pairs, H), unbounded
+    peak = logits.detach().new_full((n_atoms, logits.shape[1]), -math.inf)
+    peak = peak.scatter_reduce(0, i[:, None].expand_as(logits), logits.detach(), "amax")
+    weight = fc[:, None] * torch.exp(logits - peak[i])  # (pairs, H) in (0, fc]
+    denominator = _scatter_sum(weight, i, n_atoms)  # (atoms, H)
+    count = _scatter_sum(fc, i, n_atoms)  # (atoms,)
+    return weight * (count[:, None] / (denominator + 1e-9))[i]
 
 
 class EquivariantUpdate(nn.Module):
@@ -271,7 +292,8 @@ class EquivariantPotential(nn.Module):
         self.radial = BesselBasis(config.cutoff, config.radial_basis)
         self.cutoff_fn = CosineCutoff(config.cutoff)
         self.messages = nn.ModuleList(
-            NeighbourAttentionMessage(features, config.heads, config.radial_basis) for _ in range(config.layers)
+            NeighbourAttentionMessage(features, config.heads, config.radial_basis, config.attention)
+            for _ in range(config.layers)
         )
         self.updates = nn.ModuleList(EquivariantUpdate(features) for _ in range(config.layers))
         self.readout = nn.Sequential(

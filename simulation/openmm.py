@@ -38,6 +38,7 @@ __all__ = [
 EV_TO_KJ_PER_MOL = 96.48533212331002
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 _ALIASES = {"workbench-organic": "organic", "workbench-ethanol": "ethanol", "workbench-aspirin": "aspirin"}
+_ALIASES.update({f"{k}-w4a8": f"{v}-w4a8" for k, v in list(_ALIASES.items())})  # packed GAQ W4A8 checkpoints
 
 
 @dataclass
@@ -54,8 +55,10 @@ class Structure3D:
 def load_potential(
     potential: str | os.PathLike | EquivariantPotential, dtype: torch.dtype = torch.float64
 ) -> EquivariantPotential:
-    """A potential by shipped name (``"workbench-organic"``, ``"ethanol"``, ``"aspirin"``), folder, or model."""
-    if isinstance(potential, EquivariantPotential):
+    """A potential by shipped name (``"workbench-organic"``, ``"ethanol"``, ``"aspirin"``, and their quantized
+    ``"workbench-organic-w4a8"`` etc.), folder, or model. Packed quantized folders load as a
+    :class:`~simulation.quantize.potential.QuantizedPotential` (same interface)."""
+    if isinstance(potential, torch.nn.Module) and hasattr(potential, "energy_and_forces"):
         return potential.to(dtype).eval()
     name = str(potential)
     folder = CHECKPOINTS / _ALIASES.get(name, name)
@@ -64,6 +67,11 @@ def load_potential(
     if not folder.is_dir():
         shipped = sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").exists())
         raise CheckpointError(name, f"no such potential; shipped: {', '.join(shipped)} (or pass a folder)")
+    config_path = folder / "config.json"
+    if config_path.is_file() and '"quantization"' in config_path.read_text():
+        from simulation.quantize.potential import QuantizedPotential
+
+        return QuantizedPotential.from_pretrained(folder, dtype=dtype)
     return EquivariantPotential.from_pretrained(folder, dtype=dtype)
 
 

@@ -1,0 +1,242 @@
+"""The fake-quantized potential used for calibration and quantization-aware training (QAT).
+
+:class:`GAQPotential` wraps a float :class:`~simulation.model.EquivariantPotential` (whose parameters it trains)
+and adds, for every linear layer, a per-output-channel weight quantizer and a per-tensor 8-bit input
+quantizer, and for the vector features the quantizer of the chosen method (MDDQ for GAQ, per-component for the
+naive baseline). Forces stay ``-dE/dx`` by autograd through the fake-quant graph (straight-through rounding).
+
+>>> spec = QuantSpec(weight_bits=4, activation_bits=8, vector="mddq")
+>>> float_model = EquivariantPotential.from_pretrained("simulation/checkpoints/ethanol")  # doctest: +SKIP
+>>> fq = quantize(float_model, spec, train_frames)  # doctest: +SKIP
+>>> energy, forces = fq.energy_and_forces(numbers, positions)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from simulation.model import EquivariantPotential, neighbour_list
+from simulation.quantize.graph import linear_names, quantized_energy, vector_keys
+from simulation.quantize.mddq import (
+    VECTOR_METHODS,
+    QuantizationError,
+    ScalarQuantizer,
+    check_bits,
+    vector_quantizer,
+)
+
+__all__ = ["QuantSpec", "GAQPotential", "quantize"]
+
+
+@dataclass
+class QuantSpec:
+    """What to quantize and how: weight / activation bit widths and the vector-feature method."""
+
+    weight_bits: int = 4
+    activation_bits: int = 8
+    vector: str = "mddq"  # "mddq" (GAQ), "mddq-sphere", "naive" (per component) or "none" (float vectors)
+
+    def __post_init__(self) -> None:
+        check_bits(self.weight_bits, "weight")
+        check_bits(self.activation_bits, "activation")
+        if self.vector not in VECTOR_METHODS:
+            raise QuantizationError(
+                f"vector method {self.vector!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"W{self.weight_bits}A{self.activation_bits}"
+
+
+_VECTOR_INPUT = (".mix_u", ".mix_v")  # linear layers acting on vector channels
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+class GAQPotential(nn.Module):
+    """Fake-quantized :class:`EquivariantPotential` (same ``energy_and_forces`` / ``predict`` interface)."""
+
+    def __init__(self, model: EquivariantPotential, spec: QuantSpec):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.spec = spec
+        self.register_buffer("element_index", model.element_index.clone(), persistent=False)
+        modules = dict(model.named_modules())
+        self._linears = {name: modules[name] for name in linear_names(self.config.layers)}
+        self.weight_q = nn.ModuleDict(
+            {
+                _key(n): ScalarQuantizer(spec.weight_bits, m.out_features, kind="weight")
+                for n, m in self._linears.items()
+            }
+        )
+        self.input_q = nn.ModuleDict(
+            {_key(n): ScalarQuantizer(spec.activation_bits) for n in self._linears if not n.endswith(_VECTOR_INPUT)}
+        )
+        self.embed_q = ScalarQuantizer(spec.weight_bits, model.embedding.num_embeddings, kind="weight")
+        self.vector_q = nn.ModuleDict(
+            {
+                _key(k): vector_quantizer(spec.vector, self.config.features, spec.activation_bits)
+                for k in vector_keys(self.config.layers)
+            }
+        )
+        self._record: dict[str, Tensor] | None = None
+        self._quantizing = True
+
+    # ------------------------------------------------------------------------ hooks used by graph.py
+    def tensor(self, name: str) -> Tensor:
+        obj: object = self.model
+        for part in name.split("."):
+            obj = getattr(obj, part) if not part.isdigit() else obj[int(part)]
+        return obj  # type: ignore[return-value]
+
+    def _observe(self, key: str, value: Tensor) -> None:
+        peak = value.detach().abs()
+        peak = peak.reshape(-1, peak.shape[-1]).amax(0) if peak.ndim > 1 else peak
+        old = self._record.get(key)
+        self._record[key] = peak if old is None else torch.maximum(old, peak)
+
+    def weight(self, name: str) -> Tensor:
+        """The fake-quantized weight ``(out, in)`` of linear layer ``name``."""
+        w = self._linears[name].weight
+        return self.weight_q[_key(name)](w.T).T if self._quantizing else w
+
+    def linear(self, name: str, x: Tensor, vector: bool = False) -> Tensor:
+        layer = self._linears[name]
+        if self._record is not None and not vector:
+            self._observe("in:" + name, x.reshape(-1, 1))
+        if self._quantizing and not vector:
+            x = self.input_q[_key(name)](x)
+        return nn.functional.linear(x, self.weight(name), layer.bias)
+
+    def vector(self, key: str, v: Tensor) -> Tensor:
+        if self._record is not None:
+            self._observe("vn:" + key, v.norm(dim=1))  # (atoms, F) norms per channel
+            self._observe("vc:" + key, v.reshape(-1, v.shape[-1]))  # components per channel
+        return self.vector_q[_key(key)](v) if self._quantizing else v
+
+    def embed(self, elem: Tensor) -> Tensor:
+        w = self.model.embedding.weight  # (elements, F)
+        if self._quantizing:
+            w = self.embed_q(w.T).T
+        return w[elem]
+
+    # ------------------------------------------------------------------------ model interface
+    element_indices = EquivariantPotential.element_indices
+    energy_and_forces = EquivariantPotential.energy_and_forces
+    predict = EquivariantPotential.predict
+
+    @property
+    def elements(self) -> list[int]:
+        return list(self.config.elements)
+
+    def forward(
+        self,
+        numbers: Tensor,
+        positions: Tensor,
+        batch: Tensor | None = None,
+        cell: Tensor | None = None,
+        n_graphs: int | None = None,
+        neighbours: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        elem = self.element_indices(numbers)
+        if batch is None:
+            batch = torch.zeros(numbers.shape[0], dtype=torch.long, device=numbers.device)
+        if n_graphs is None:
+            n_graphs = int(batch.max().item()) + 1 if batch.numel() else 1
+        return quantized_energy(self, elem, positions, batch, cell, n_graphs, neighbours)
+
+    # ------------------------------------------------------------------------ calibration
+    @torch.no_grad()
+    def calibrate(self, frames: Iterable[tuple[Tensor, Tensor, Tensor]]) -> int:
+        """Set every quantizer's step from float activations on ``frames`` of ``(numbers, positions, batch)``.
+
+        Weights get MSE-optimal per-channel steps; activations the largest magnitude seen. Returns the number
+        of batches used; none raises :class:`QuantizationError`.
+        """
+        self._record, self._quantizing = {}, False
+        count = 0
+        try:
+            for numbers, positions, batch in frames:
+                n_graphs = int(batch.max()) + 1
+                neighbours = neighbour_list(positions, self.config.cutoff, batch)
+                self(numbers, positions.to(self.model.embedding.weight.dtype), batch, None, n_graphs, neighbours)
+                count += 1
+            record = self._record
+        finally:
+            self._record, self._quantizing = None, True
+        if not count:
+            raise QuantizationError(
+                "calibration data",
+                "no configurations given; pass training frames (e.g. LabelledSet.split_set('train')) to calibrate "
+                "the 8-bit activation ranges",
+            )
+        for name, layer in self._linears.items():
+            self.weight_q[_key(name)].calibrate(layer.weight.T, mse=True)
+            if "in:" + name in record:  # vector inputs (mix_u, mix_v) are quantized by the vector quantizer
+                self.input_q[_key(name)].calibrate(record["in:" + name])
+        self.embed_q.calibrate(self.model.embedding.weight.T, mse=True)
+        for key in vector_keys(self.config.layers):
+            q = self.vector_q[_key(key)]
+            if hasattr(q, "norm"):  # MDDQ: norms per channel
+                q.norm.calibrate(record["vn:" + key][None, :])
+            elif hasattr(q, "component"):
+                q.component.calibrate(record["vc:" + key][None, :])
+        return count
+
+    def quantizers(self, branch: str) -> list[nn.Module]:
+        """The quantizers of ``branch``: ``"scalar"`` (weights, scalar inputs, embedding) or ``"vector"``."""
+        if branch == "vector":
+            return [q for q in self.vector_q.values() if not isinstance(q, nn.Identity)]
+        return [*self.weight_q.values(), *self.input_q.values(), self.embed_q]
+
+
+def _frames_from(calibration: object, batch_size: int, limit: int):
+    """``(numbers, positions, batch)`` batches from a LabelledSet or an iterable of such triples."""
+    from simulation.datasets import LabelledSet
+    from simulation.train import batches
+
+    if isinstance(calibration, LabelledSet):
+        for k, b in enumerate(batches(calibration, batch_size)):
+            if k >= limit:
+                break
+            yield b.numbers, b.positions, b.batch
+    else:
+        yield from calibration
+
+
+def quantize(
+    model: EquivariantPotential,
+    spec: QuantSpec,
+    calibration: object | None,
+    *,
+    batch_size: int = 32,
+    max_batches: int = 8,
+) -> GAQPotential:
+    """A calibrated fake-quant copy of ``model`` (post-training quantization; :mod:`.qat` fine-tunes it).
+
+    ``calibration`` is a :class:`~simulation.datasets.LabelledSet` of training configurations (or an iterable
+    of ``(numbers, positions, batch)``); ``None`` or empty raises :class:`QuantizationError`.
+    """
+    if calibration is None:
+        raise QuantizationError(
+            "calibration data",
+            "quantizing needs calibration configurations to set the activation ranges; pass training frames, "
+            "e.g. LabelledSet.load('simulation/data/ethanol.npz').split_set('train')",
+        )
+    fq = GAQPotential(copy.deepcopy(model).float(), spec)
+    fq.calibrate(_frames_from(calibration, batch_size, max_batches))
+    return fq.eval()
+
+
+def spec_dict(spec: QuantSpec) -> dict:
+    """JSON-ready form of ``spec``."""
+    return asdict(spec)
