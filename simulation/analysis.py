@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from simulation import analysis_numpy as reference
 from simulation.analysis_numpy import A2_PER_PS_TO_CM2_PER_S, THZ_TO_INV_CM, _pairs
 
 __all__ = [
@@ -42,6 +43,9 @@ __all__ = [
     "bond_length_distribution",
     "angle_distribution",
     "energy_drift",
+    "infer_bonds",
+    "angle_triples",
+    "TrajectoryAnalysis",
     "THZ_TO_INV_CM",
 ]
 
@@ -205,7 +209,7 @@ def _msd(x: jax.Array) -> jax.Array:
     q = 2.0 * d.sum(0) - jnp.concatenate([jnp.zeros_like(d[:1]), ends[:-1]], axis=0)
     norm = (n - jnp.arange(n))[:, None]
     per_atom = jax.vmap(lambda xa: _autocorrelation(xa).sum(-1), in_axes=1, out_axes=1)(x)  # vmapped over atoms
-    return (q / norm - 2.0 * per_atom / norm).mean(axis=1)
+    return (q / norm - 2.0 * per_atom / norm).mean(axis=1).at[0].set(0.0)  # lag 0 exactly, not FFT round-off
 
 
 def msd(positions, max_lag: int | None = None, cell=None) -> np.ndarray:
@@ -464,3 +468,151 @@ def energy_drift(time_ps, total_energy, kinetic_energy, n_atoms: int) -> dict:
         "intercept_ev": intercept,
     }
     return {k: float(v) if np.ndim(v) == 0 else v for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------- Trajectory accessor
+
+
+def infer_bonds(numbers, positions, cell=None, scale: float = 1.2) -> np.ndarray:
+    """Bonds ``(bonds, 2)`` from one geometry: atoms closer than ``scale`` x the sum of covalent radii."""
+    from ase.data import covalent_radii
+
+    z = np.asarray(numbers, dtype=np.int64)
+    x = np.asarray(positions, dtype=np.float64)
+    radii = covalent_radii[z]
+    d = np.linalg.norm(reference.minimum_image(x[None] - x[:, None], _cell(cell)), axis=-1)
+    i, j = np.nonzero(np.triu(d < scale * (radii[:, None] + radii[None]), k=1))
+    return np.stack([i, j], axis=1)
+
+
+def angle_triples(bonds, n_atoms: int) -> np.ndarray:
+    """Every bonded angle ``(i, j, k)`` (``j`` bonded to both ``i`` and ``k``) from a bond list."""
+    neighbours: list[set[int]] = [set() for _ in range(n_atoms)]
+    for a, b in np.asarray(bonds, dtype=np.int64).reshape(-1, 2):
+        neighbours[a].add(int(b))
+        neighbours[b].add(int(a))
+    triples = [(i, j, k) for j in range(n_atoms) for i in sorted(neighbours[j]) for k in sorted(neighbours[j]) if i < k]
+    return np.array(triples, dtype=np.int64).reshape(-1, 3)
+
+
+class TrajectoryAnalysis:
+    """The analyses of this module on one :class:`simulation.md.Trajectory` (its ``.analysis``).
+
+    >>> traj.analysis.rdf(r_max=4.0)          # doctest: +SKIP
+    >>> traj.analysis.drift()["drift_ratio"]  # doctest: +SKIP
+
+    Frame spacing comes from ``time_ps``; the cell, when the run was periodic, from ``traj.cell``; bonds from
+    ``traj.bonds`` or, when the run did not record them, from covalent radii on the first frame. Velocities
+    are central differences of the stored frames, so spectra reach only the frame Nyquist frequency
+    ``1 / (2 dt_frame)``: report every step or two for vibrational spectra.
+    """
+
+    def __init__(self, trajectory):
+        self.trajectory = trajectory
+
+    @property
+    def dt_ps(self) -> float:
+        """Time between stored frames, ps."""
+        t = np.asarray(self.trajectory.time_ps, dtype=np.float64)
+        if len(t) < 2:
+            raise ValueError("the trajectory has fewer than 2 frames: no time step to analyse")
+        steps = np.diff(t)
+        if not np.allclose(steps, steps[0], rtol=1e-6, atol=1e-9):
+            raise ValueError("frames are not evenly spaced in time; correlation analyses need a constant spacing")
+        return float(steps[0])
+
+    @property
+    def bonds(self) -> np.ndarray:
+        """Bonds ``(bonds, 2)``: the run's, or inferred from the first frame."""
+        t = self.trajectory
+        if len(t.bonds):
+            return np.asarray(t.bonds, dtype=np.int64).reshape(-1, 2)
+        return infer_bonds(t.numbers, t.positions[0], t.cell)
+
+    def _species(self, element) -> np.ndarray | None:
+        if element is None:
+            return None
+        from ase.data import atomic_numbers
+
+        z = atomic_numbers[element] if isinstance(element, str) else int(element)
+        index = np.nonzero(np.asarray(self.trajectory.numbers) == z)[0]
+        if len(index) == 0:
+            raise ValueError(f"no {element} atoms in this trajectory")
+        return index
+
+    def rdf(self, r_max: float | None = None, n_bins: int = 100, a=None, b=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(r, g)`` between elements ``a`` and ``b`` (symbols or atomic numbers; default all atoms).
+
+        ``r_max`` defaults to half the narrowest cell width for periodic runs and 6 A otherwise.
+        """
+        t = self.trajectory
+        if r_max is None:
+            if t.cell is None:
+                r_max = 6.0
+            else:
+                c = _cell(t.cell)
+                r_max = 0.5 * float(
+                    (abs(np.linalg.det(c)) / np.linalg.norm(np.cross(c[[1, 2, 0]], c[[2, 0, 1]]), axis=1)).min()
+                )
+        return rdf(t.positions, r_max, n_bins, t.cell, self._species(a), self._species(b))
+
+    def msd(self, max_lag: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(lag time ps, MSD A^2)`` averaged over atoms and time origins (unwrapped for periodic runs)."""
+        values = msd(self.trajectory.positions, max_lag, self.trajectory.cell)
+        return np.arange(values.shape[-1]) * self.dt_ps, values
+
+    def diffusion(self, max_lag: int | None = None, fit: tuple[float, float] = (0.2, 0.8)) -> dict:
+        """Einstein diffusion coefficient from :meth:`msd` (see :func:`diffusion_coefficient`)."""
+        lag, values = self.msd(max_lag)
+        return diffusion_coefficient(lag, values, fit)
+
+    def velocities(self) -> np.ndarray:
+        """Central-difference velocities ``(frames - 2, atoms, 3)`` in A/ps (unwrapped for periodic runs)."""
+        x = self.trajectory.positions
+        if self.trajectory.cell is not None:
+            x = unwrap(x, self.trajectory.cell)
+        return finite_difference_velocities(x, self.dt_ps)
+
+    def _masses(self) -> np.ndarray:
+        from ase.data import atomic_masses
+
+        return atomic_masses[np.asarray(self.trajectory.numbers, dtype=np.int64)]
+
+    def vacf(self, max_lag: int | None = None, mass_weighted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(lag time ps, C(t) / C(0))`` of the (mass-weighted) velocities."""
+        values = vacf(self.velocities(), max_lag, self._masses() if mass_weighted else None)
+        return np.arange(values.shape[-1]) * self.dt_ps, values
+
+    def vdos(self, mass_weighted: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(frequency cm^-1, density)`` of the (mass-weighted) velocities, unit area."""
+        return vdos(self.velocities(), self.dt_ps, self._masses() if mass_weighted else None)
+
+    def bond_lengths(self) -> np.ndarray:
+        """``(frames, bonds)`` lengths in A for :attr:`bonds`."""
+        return bond_lengths(self.trajectory.positions, self.bonds, self.trajectory.cell)
+
+    def bond_length_distribution(self, n_bins: int = 100, value_range: tuple[float, float] = (0.8, 2.0)):
+        """``(centres A, density: (n_bins, bonds))``."""
+        return bond_length_distribution(
+            self.trajectory.positions, self.bonds, n_bins, value_range, self.trajectory.cell
+        )
+
+    def angles(self) -> np.ndarray:
+        """``(frames, angles)`` in degrees for every bonded angle."""
+        return angles(
+            self.trajectory.positions, angle_triples(self.bonds, len(self.trajectory.numbers)), self.trajectory.cell
+        )
+
+    def angle_distribution(self, n_bins: int = 90, value_range: tuple[float, float] = (0.0, 180.0)):
+        """``(centres deg, density: (n_bins, angles))`` for every bonded angle."""
+        triples = angle_triples(self.bonds, len(self.trajectory.numbers))
+        return angle_distribution(self.trajectory.positions, triples, n_bins, value_range, self.trajectory.cell)
+
+    def drift(self) -> dict:
+        """NVE energy drift, raw (meV/atom/ps) and normalised by the kinetic-energy fluctuation
+        (see :func:`energy_drift`)."""
+        t = self.trajectory
+        return energy_drift(t.time_ps, t.total_energy, t.kinetic_energy, len(t.numbers))
+
+    def __repr__(self) -> str:
+        return f"TrajectoryAnalysis({self.trajectory!r})"

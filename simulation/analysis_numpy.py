@@ -110,7 +110,9 @@ def msd(positions: np.ndarray, max_lag: int | None = None) -> np.ndarray:
     q = 2.0 * d.sum(axis=0) - np.concatenate([np.zeros_like(d[:1]), ends[:-1]], axis=0)
     s1 = q / (n - np.arange(n))[:, None]
     s2 = _autocorrelation(x).sum(axis=-1) / (n - np.arange(n))[:, None]
-    return (s1 - 2.0 * s2).mean(axis=1)[:max_lag]
+    out = (s1 - 2.0 * s2).mean(axis=1)
+    out[0] = 0.0  # exactly, not FFT round-off
+    return out[:max_lag]
 
 
 def diffusion_coefficient(time_ps: np.ndarray, msd_values: np.ndarray, fit: tuple[float, float] = (0.2, 0.8)) -> dict:

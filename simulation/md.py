@@ -35,7 +35,17 @@ _KB_EV = 8.617333262e-5  # eV/K
 
 @dataclass
 class Trajectory:
-    """Frames of a run: ``positions: (frames, atoms, 3)`` Angstrom, energies in eV, ``time_ps: (frames,)``."""
+    """Frames of a run: ``positions: (frames, atoms, 3)`` Angstrom, energies in eV, ``time_ps: (frames,)``.
+
+    >>> traj = run("CCO", potential="ethanol", protocol="NVE", steps=400)   # doctest: +SKIP
+    >>> traj.plot(); traj.show(); traj.analysis.rdf(r_max=4.0)                # doctest: +SKIP
+
+    In a notebook the trajectory displays as a summary table with its energy plot; elsewhere ``repr`` is a
+    one-line text summary. ``.plot()`` draws energies, temperature and the drift fit (matplotlib), ``.show()``
+    animates the frames (py3Dmol), ``.analysis`` runs :mod:`simulation.analysis` on the frames, and
+    ``to_ase()`` / ``to_mdtraj()`` convert. ``cell`` (Angstrom, rows = lattice vectors) marks a periodic run;
+    ``bonds`` are the molecule's bonds when known (otherwise analyses infer them from covalent radii).
+    """
 
     numbers: np.ndarray  # (atoms,)
     positions: np.ndarray  # (frames, atoms, 3) Angstrom
@@ -45,11 +55,34 @@ class Trajectory:
     time_ps: np.ndarray  # (frames,)
     protocol: str
     timestep_fs: float
+    cell: np.ndarray | None = None  # (3, 3) Angstrom for periodic runs
+    bonds: tuple[tuple[int, int], ...] = ()
 
     @property
     def total_energy(self) -> np.ndarray:
         """Potential + kinetic energy, eV."""
         return self.potential_energy + self.kinetic_energy
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(len(self.numbers))
+
+    @property
+    def formula(self) -> str:
+        """Hill formula of the atoms (C first, then H, then alphabetical)."""
+        from simulation.reference import element_symbol
+
+        counts: dict[str, int] = {}
+        for z in self.numbers:
+            symbol = element_symbol(int(z))
+            counts[symbol] = counts.get(symbol, 0) + 1
+        first = [s for s in ("C", "H") if s in counts] if "C" in counts else []
+        order = first + sorted(s for s in counts if s not in first)
+        return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
 
     def energy_drift(self) -> float:
         """Slope of a straight-line fit to the total energy, meV/atom/ps (meaningful for NVE)."""
@@ -58,9 +91,201 @@ class Trajectory:
         slope = np.polyfit(self.time_ps, self.total_energy, 1)[0]
         return float(1000.0 * slope / len(self.numbers))
 
+    @property
+    def analysis(self):
+        """:class:`simulation.analysis.TrajectoryAnalysis` on these frames (rdf, msd, vacf/vdos, bonds, drift).
+
+        JAX is imported on first use, not with this module.
+        """
+        from simulation.analysis import TrajectoryAnalysis
+
+        return TrajectoryAnalysis(self)
+
+    # -------------------------------------------------------------------------------------------- display
+
+    def summary(self) -> dict:
+        """Key figures: atoms, frames, time span, temperature, energy drift (raw and normalised for NVE)."""
+        out = {
+            "formula": self.formula,
+            "atoms": self.n_atoms,
+            "frames": self.n_frames,
+            "protocol": self.protocol,
+            "timestep_fs": float(self.timestep_fs),
+            "time_ps": float(self.time_ps[-1] - self.time_ps[0]) if self.n_frames else 0.0,
+            "periodic": self.cell is not None,
+            "temperature_k": float(np.mean(self.temperature)) if self.n_frames else float("nan"),
+            "temperature_std_k": float(np.std(self.temperature)) if self.n_frames else float("nan"),
+            "drift_mev_per_atom_ps": self.energy_drift(),
+        }
+        if self.n_frames >= 3 and np.std(self.kinetic_energy) > 0:
+            span = abs(np.polyfit(self.time_ps, self.total_energy, 1)[0]) * (self.time_ps[-1] - self.time_ps[0])
+            out["drift_ratio"] = float(span / np.std(self.kinetic_energy))
+        return out
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        text = (
+            f"Trajectory({s['protocol']}, {s['formula']}, {s['atoms']} atoms, {s['frames']} frames, "
+            f"{s['time_ps']:.3g} ps at {s['timestep_fs']:g} fs"
+        )
+        if self.n_frames:
+            text += f", T = {s['temperature_k']:.0f} ± {s['temperature_std_k']:.0f} K"
+        if self.n_frames >= 2:
+            text += f", drift {s['drift_mev_per_atom_ps']:.3g} meV/atom/ps"
+        return text + (", periodic)" if s["periodic"] else ")")
+
+    def plot(self, *, figsize: tuple[float, float] = (8.0, 5.0)):
+        """A matplotlib ``Figure``: potential, kinetic and total energy (relative to the first total energy,
+        meV) with the straight-line drift fit of the total, and the temperature (K) below.
+
+        Uses ``matplotlib.figure.Figure`` directly (no pyplot state): notebooks display the returned figure,
+        scripts call ``fig.savefig(path)``.
+        """
+        from matplotlib.figure import Figure
+
+        if self.n_frames == 0:
+            raise ValueError("the trajectory has no frames to plot")
+        t = self.time_ps
+        e0 = self.total_energy[0]
+        fig = Figure(figsize=figsize, layout="constrained")
+        ax_e, ax_t = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+        ax_e.plot(t, 1000 * (self.potential_energy - e0), label="potential", color="tab:blue", lw=1)
+        ax_e.plot(t, 1000 * self.kinetic_energy, label="kinetic", color="tab:orange", lw=1)
+        ax_e.plot(t, 1000 * (self.total_energy - e0), label="total", color="black", lw=1.2)
+        if self.n_frames >= 2:
+            slope, intercept = np.polyfit(t, self.total_energy, 1)
+            ax_e.plot(
+                t,
+                1000 * (slope * t + intercept - e0),
+                ls="--",
+                color="tab:red",
+                label=f"drift {1000 * slope / self.n_atoms:.3g} meV/atom/ps",
+            )
+        ax_e.set_ylabel("energy − E_total(0) (meV)")
+        ax_e.legend(loc="best", fontsize=8, ncol=2)
+        ax_e.set_title(f"{self.formula}: {self.protocol}, {self.n_atoms} atoms, {self.timestep_fs:g} fs step")
+        ax_t.plot(t, self.temperature, color="tab:green", lw=1)
+        ax_t.axhline(float(np.mean(self.temperature)), color="tab:green", ls=":", lw=1)
+        ax_t.set_ylabel("temperature (K)")
+        ax_t.set_xlabel("time (ps)")
+        return fig
+
+    def to_xyz(self, every: int = 1) -> str:
+        """Multi-model XYZ text of every ``every``-th frame (Angstrom), one model per frame."""
+        from simulation.reference import element_symbol
+
+        if every < 1:
+            raise ValueError("every must be >= 1")
+        symbols = [element_symbol(int(z)) for z in self.numbers]
+        blocks = []
+        for k in range(0, self.n_frames, every):
+            lines = [str(self.n_atoms), f"t = {self.time_ps[k]:.4f} ps  E_pot = {self.potential_energy[k]:.6f} eV"]
+            lines += [f"{s} {x:.5f} {y:.5f} {z:.5f}" for s, (x, y, z) in zip(symbols, self.positions[k], strict=True)]
+            blocks.append("\n".join(lines))
+        return "\n".join(blocks) + "\n"
+
+    def show(self, *, every: int = 1, style: str = "stick", width: int = 480, height: int = 360, interval_ms: int = 50):
+        """A py3Dmol view animating the frames (every ``every``-th, as multi-model XYZ); returns the view.
+
+        ``style`` is a 3Dmol style name (``"stick"``, ``"sphere"``, ``"line"``) or a full style dict. In a
+        notebook the returned view renders itself; call ``view.show()`` to force it.
+        """
+        try:
+            import py3Dmol
+        except ImportError as exc:
+            raise ImportError("Trajectory.show() needs py3Dmol: pip install py3Dmol") from exc
+
+        if self.n_frames == 0:
+            raise ValueError("the trajectory has no frames to show")
+        view = py3Dmol.view(width=width, height=height)
+        view.addModelsAsFrames(self.to_xyz(every), "xyz")
+        view.setStyle({}, style if isinstance(style, dict) else {style: {}})
+        if self.cell is not None:
+            view.addUnitCell()
+        view.zoomTo()
+        view.animate({"loop": "forward", "interval": int(interval_ms)})
+        return view
+
+    def _repr_html_(self) -> str:
+        import html
+        import io
+
+        s = self.summary()
+        rows = [
+            ("molecule", f"{s['formula']} ({s['atoms']} atoms{', periodic' if s['periodic'] else ''})"),
+            ("protocol", f"{s['protocol']}, {s['timestep_fs']:g} fs step"),
+            ("frames", f"{s['frames']} over {s['time_ps']:.4g} ps"),
+        ]
+        if self.n_frames:
+            rows.append(("temperature", f"{s['temperature_k']:.1f} ± {s['temperature_std_k']:.1f} K"))
+        if self.n_frames >= 2:
+            rows.append(("energy drift", f"{s['drift_mev_per_atom_ps']:.4g} meV/atom/ps"))
+        if "drift_ratio" in s:
+            rows.append(("drift / σ(E_kin)", f"{s['drift_ratio']:.3g}"))
+        table = "".join(
+            f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        figure = ""
+        if self.n_frames >= 2:
+            buffer = io.StringIO()
+            self.plot(figsize=(6.0, 3.6)).savefig(buffer, format="svg")
+            svg = buffer.getvalue()
+            figure = f"<div style='max-width:600px'>{svg[svg.find('<svg') :]}</div>"
+        return (
+            "<div class='workbench-trajectory' style='display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap'>"
+            f"<table><caption style='text-align:left;font-weight:bold'>Trajectory</caption>{table}</table>"
+            f"{figure}</div>"
+        )
+
+    # -------------------------------------------------------------------------------------------- conversion
+
+    def to_ase(self) -> list:
+        """One ASE ``Atoms`` per frame, with the frame's potential energy attached (``atoms.get_potential_energy()``)
+        and the cell and ``pbc`` set for periodic runs."""
+        from ase import Atoms
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        frames = []
+        for k in range(self.n_frames):
+            atoms = Atoms(numbers=self.numbers, positions=self.positions[k])
+            if self.cell is not None:
+                atoms.cell = self.cell
+                atoms.pbc = True
+            atoms.info["time_ps"] = float(self.time_ps[k])
+            atoms.info["temperature_k"] = float(self.temperature[k])
+            atoms.calc = SinglePointCalculator(atoms, energy=float(self.potential_energy[k]))
+            frames.append(atoms)
+        return frames
+
+    def to_mdtraj(self):
+        """An ``mdtraj.Trajectory`` (positions in nm, time in ps, unit cell for periodic runs, bonds when known)."""
+        try:
+            import mdtraj
+        except ImportError as exc:
+            raise ImportError(
+                "Trajectory.to_mdtraj() needs MDTraj, which is not installed: pip install mdtraj"
+            ) from exc
+        from simulation.reference import element_symbol
+
+        topology = mdtraj.Topology()
+        residue = topology.add_residue("MOL", topology.add_chain())
+        element = mdtraj.element.Element.getByAtomicNumber
+        atoms = [
+            topology.add_atom(f"{element_symbol(int(z))}{i + 1}", element(int(z)), residue)
+            for i, z in enumerate(self.numbers)
+        ]
+        for a, b in self.bonds:
+            topology.add_bond(atoms[a], atoms[b])
+        cell = None if self.cell is None else np.repeat(self.cell[None] / 10.0, self.n_frames, axis=0)
+        return mdtraj.Trajectory(self.positions / 10.0, topology, time=self.time_ps, unitcell_vectors=cell)
+
+    # -------------------------------------------------------------------------------------------- files
+
     def save_npz(self, path: str | os.PathLike) -> Path:
         """Write the arrays (Angstrom, eV, K, ps) to a pickle-free ``.npz``."""
         path = Path(path)
+        extra = {} if self.cell is None else {"cell": np.asarray(self.cell)}
         np.savez_compressed(
             path,
             numbers=self.numbers,
@@ -71,8 +296,27 @@ class Trajectory:
             time_ps=self.time_ps,
             protocol=np.asarray(self.protocol),
             timestep_fs=np.asarray(self.timestep_fs),
+            bonds=np.asarray(self.bonds, dtype=np.int64).reshape(-1, 2),
+            **extra,
         )
         return path
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike) -> Trajectory:
+        """Read a trajectory written by :meth:`save_npz` (no pickles are loaded)."""
+        with np.load(Path(path), allow_pickle=False) as data:
+            return cls(
+                numbers=data["numbers"],
+                positions=data["positions"],
+                potential_energy=data["potential_energy"],
+                kinetic_energy=data["kinetic_energy"],
+                temperature=data["temperature"],
+                time_ps=data["time_ps"],
+                protocol=str(data["protocol"]),
+                timestep_fs=float(data["timestep_fs"]),
+                cell=data["cell"] if "cell" in data.files else None,
+                bonds=tuple(map(tuple, data["bonds"].tolist())) if "bonds" in data.files else (),
+            )
 
 
 def _integrator(protocol: str, temperature: float, timestep_fs: float, friction_per_ps: float, seed: int):
