@@ -2,9 +2,9 @@
 
 >>> import numpy as np
 >>> from simulation import analysis
->>> x = np.cumsum(np.random.default_rng(0).normal(size=(200, 4, 3)), axis=0)   # random walk, 1 A^2 per axis per step
->>> analysis.msd(x)[:2].round(1)
-array([0. , 3. ])
+>>> x = np.cumsum(np.random.default_rng(0).normal(size=(2000, 50, 3)), axis=0)  # random walk: 1 A^2 per axis per step
+>>> analysis.msd(x)[:3].round(0)
+array([0., 3., 6.])
 
 Every function takes NumPy arrays and returns NumPy arrays. Positions are ``(frames, atoms, 3)`` in Angstrom; a
 leading trajectory axis, ``(trajectories, frames, atoms, 3)``, analyses several equal-length trajectories in one

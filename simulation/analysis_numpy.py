@@ -6,9 +6,9 @@ written for clarity: the same algorithm (FFT correlations, minimum-image distanc
 Units: positions Angstrom, time ps, energies eV, frequencies cm^-1, angles degrees.
 
 >>> import numpy as np
->>> x = np.cumsum(np.random.default_rng(0).normal(size=(200, 4, 3)), axis=0)
->>> msd(x)[:2].round(1)
-array([0. , 3. ])
+>>> x = np.cumsum(np.random.default_rng(0).normal(size=(2000, 50, 3)), axis=0)  # random walk: 1 A^2 per axis per step
+>>> msd(x)[:3].round(0)
+array([0., 3., 6.])
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """pymatgen and ASE interop, and periodic boxes of molecules for condensed-phase dynamics.
 
 >>> from simulation.materials import molecule_box, to_pymatgen                    # doctest: +SKIP
->>> box = molecule_box("CO", n=6, density=0.79, seed=0)   # six methanols, 7.4 A periodic cube
->>> to_pymatgen(box)                                      # a pymatgen Structure with the cell
->>> traj = run(box, potential="workbench-organic", steps=200)  # simulation.md.run, periodic in OpenMM
+>>> box = molecule_box("CO", n=6, density=0.79, seed=0)   # doctest: +SKIP
+>>> structure = to_pymatgen(box)   # a pymatgen Structure with the cell        # doctest: +SKIP
+>>> traj = run(box, potential="workbench-organic", steps=200)   # doctest: +SKIP
 
 The project's structure type is :class:`simulation.openmm.Structure3D` (atomic numbers, Cartesian positions in
 Angstrom, bonds, an optional ``(3, 3)`` cell with lattice vectors as rows). pymatgen ``Molecule`` and ASE
