@@ -43,6 +43,7 @@ REGISTERED_NAMES = (
     "workbench-aspirin-w4a8",
 )
 _PRECISIONS = ("double", "single")
+_EMBEDDING_OPTIONS = {"linkAtomDistances"}  # read by openmm-ml's embeddings, then passed on to addForces
 
 
 class WorkbenchPotentialImplFactory:
@@ -122,7 +123,7 @@ class _WorkbenchPotentialImpl:
                 raise ValueError("atoms given twice (positionally and as a keyword); pass it once")
             atoms = args.pop("atoms")
         precision = _check_precision(args.pop("precision", self.precision))
-        unknown = sorted(args)
+        unknown = sorted(set(args) - _EMBEDDING_OPTIONS)
         if unknown:
             raise ValueError(
                 f"{self.name}: unknown createSystem option(s) {', '.join(unknown)}; supported: atoms, precision"

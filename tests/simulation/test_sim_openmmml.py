@@ -122,3 +122,38 @@ def test_bad_requests_are_refused_clearly(ethanol_pdb):
     topology.addAtom("Si", app.Element.getBySymbol("Si"), residue)
     with pytest.raises(UnsupportedElementError, match="Si"):
         potential.createSystem(topology)
+
+
+def test_mixed_system_puts_the_potential_on_the_subset_only(ethanol_pdb):
+    """createMixedSystem (mechanical embedding) hands the subset positionally: ethanol on the ML potential,
+    a distant water on a classical harmonic O-H bond force only."""
+    from openmmml import MLPotential
+
+    pdb = app.PDBFile(ethanol_pdb)
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    water = app.Topology()
+    residue = water.addResidue("HOH", water.addChain())
+    o = water.addAtom("O", app.Element.getBySymbol("O"), residue)
+    h1 = water.addAtom("H1", app.Element.getBySymbol("H"), residue)
+    h2 = water.addAtom("H2", app.Element.getBySymbol("H"), residue)
+    water.addBond(o, h1)
+    water.addBond(o, h2)
+    water_xyz = [openmm.Vec3(3.0, 0.0, 0.0), openmm.Vec3(3.1, 0.0, 0.0), openmm.Vec3(3.0, 0.1, 0.0)] * unit.nanometer
+    modeller.add(water, water_xyz)
+    mm = openmm.System()
+    for atom in modeller.topology.atoms():
+        mm.addParticle(atom.element.mass)
+    bonds = openmm.HarmonicBondForce()
+    bonds.addBond(9, 10, 0.09572, 1000.0)
+    bonds.addBond(9, 11, 0.09572, 1000.0)
+    mm.addForce(bonds)
+    nonbonded = openmm.NonbondedForce()  # mechanical embedding adds its exclusions here
+    for _ in range(mm.getNumParticles()):
+        nonbonded.addParticle(0.0, 0.1, 0.0)
+    mm.addForce(nonbonded)
+    mixed = MLPotential("workbench-ethanol").createMixedSystem(modeller.topology, mm, list(range(9)))
+    energy, forces = _energy_kj(mixed, modeller.positions)
+    alone, alone_forces = _energy_kj(MLPotential("workbench-ethanol").createSystem(pdb.topology), pdb.positions)
+    stretch = 0.5 * 1000.0 * ((0.1 - 0.09572) ** 2 + (0.1 - 0.09572) ** 2)
+    assert energy == pytest.approx(alone + stretch, abs=1e-5)
+    np.testing.assert_allclose(forces[:9], alone_forces, atol=1e-5)
