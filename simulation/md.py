@@ -200,11 +200,28 @@ class Trajectory:
         view = py3Dmol.view(width=width, height=height)
         view.addModelsAsFrames(self.to_xyz(every), "xyz")
         view.setStyle({}, style if isinstance(style, dict) else {style: {}})
-        if self.cell is not None:
-            view.addUnitCell()
+        if self.cell is not None:  # the 12 edges of the (possibly triclinic) cell
+            a, b, c = (np.asarray(v, dtype=float) for v in self.cell)
+            for start, end in self._cell_edges(a, b, c):
+                view.addLine(
+                    {
+                        "start": dict(zip("xyz", map(float, start), strict=True)),
+                        "end": dict(zip("xyz", map(float, end), strict=True)),
+                        "color": "gray",
+                    }
+                )
         view.zoomTo()
         view.animate({"loop": "forward", "interval": int(interval_ms)})
         return view
+
+    @staticmethod
+    def _cell_edges(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The 12 edges of the parallelepiped spanned by ``a``, ``b``, ``c`` (for drawing a periodic cell)."""
+        edges = []
+        for u, v, w in ((a, b, c), (b, c, a), (c, a, b)):
+            for corner in (np.zeros(3), v, w, v + w):
+                edges.append((corner, corner + u))
+        return edges
 
     def _repr_html_(self) -> str:
         import html

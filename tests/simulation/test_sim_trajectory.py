@@ -60,6 +60,12 @@ def test_show_returns_an_animated_py3dmol_view(traj):
     assert xyz.count("\n9\n") + xyz.startswith("9\n") == len(range(0, traj.n_frames, 10))
     html = view._make_html()
     assert "addModelsAsFrames" in html and "animate" in html
+    assert "addLine" not in html
+
+
+def test_show_draws_the_cell_of_periodic_runs(box_traj):
+    html = box_traj.show()._make_html()
+    assert html.count("addLine") == 12
 
 
 def test_repr_html_has_a_summary_table_and_an_inline_svg_plot(traj):
