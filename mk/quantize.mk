@@ -4,11 +4,12 @@
 #                             (packed int4 safetensors + config.json + qat_log.jsonl in each folder)
 #   make bench-quantization   benchmarks/results/quantization.{json,md}
 #
-# QAT runs on one CPU thread, at lower priority, a few minutes per model (QUANT_MINUTES).
+# QAT runs on one CPU thread, at lower priority: QUANT_STEPS steps of 16 frames, capped at QUANT_MINUTES.
 
 QUANT_ENV     := OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
-QUANT_MINUTES ?= 6
-QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq --max-minutes $(QUANT_MINUTES)
+QUANT_MINUTES ?= 14
+QUANT_STEPS   ?= 160
+QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq --max-steps $(QUANT_STEPS) --max-minutes $(QUANT_MINUTES)
 
 .PHONY: quantize-potential quantize-potential-organic quantize-potential-ethanol quantize-potential-aspirin \
 	bench-quantization

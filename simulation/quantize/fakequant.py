@@ -117,11 +117,11 @@ class GAQPotential(nn.Module):
             x = self.input_q[_key(name)](x)
         return nn.functional.linear(x, self.weight(name), layer.bias)
 
-    def vector(self, key: str, v: Tensor) -> Tensor:
+    def vector(self, key: str, v: Tensor, frames: Tensor | None = None) -> Tensor:
         if self._record is not None:
             self._observe("vn:" + key, v.norm(dim=1))  # (atoms, F) norms per channel
             self._observe("vc:" + key, v.reshape(-1, v.shape[-1]))  # components per channel
-        return self.vector_q[_key(key)](v) if self._quantizing else v
+        return self.vector_q[_key(key)](v, frames) if self._quantizing else v
 
     def embed(self, elem: Tensor) -> Tensor:
         w = self.model.embedding.weight  # (elements, F)
@@ -195,7 +195,7 @@ class GAQPotential(nn.Module):
     def quantizers(self, branch: str) -> list[nn.Module]:
         """The quantizers of ``branch``: ``"scalar"`` (weights, scalar inputs, embedding) or ``"vector"``."""
         if branch == "vector":
-            return [q for q in self.vector_q.values() if not isinstance(q, nn.Identity)]
+            return [q for q in self.vector_q.values() if hasattr(q, "set_bits")]
         return [*self.weight_q.values(), *self.input_q.values(), self.embed_q]
 
 

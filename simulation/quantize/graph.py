@@ -7,7 +7,8 @@ The computation is the float model's (see :mod:`simulation.model`), with three h
 * ``net.linear(name, x, vector=False)`` — a linear layer named as in the float ``state_dict`` (e.g.
   ``"messages.0.query"``) with quantized weights; scalar inputs are activation-quantized first, vector inputs
   ``(atoms, 3, F)`` arrive already quantized by ``net.vector``;
-* ``net.vector(key, v)`` — the vector-feature quantizer at ``key`` (``"messages.L"`` / ``"updates.L"``);
+* ``net.vector(key, v, frames)`` — the vector-feature quantizer at ``key`` (``"messages.L"`` / ``"updates.L"``),
+  given the atoms' local frames (:func:`local_frames`);
 * ``net.embed(elem)`` — rows of the (quantized) element embedding;
 
 plus plain float tensors ``net.tensor(name)`` (layer norms, temperatures, energy shifts). Shapes follow the
@@ -24,7 +25,7 @@ from torch import Tensor
 
 from simulation.model import TAU_MAX, _edge_vectors, _scatter_sum, dot_attention_weights, neighbour_list
 
-__all__ = ["linear_names", "vector_keys", "quantized_energy"]
+__all__ = ["linear_names", "vector_keys", "local_frames", "quantized_energy"]
 
 
 def linear_names(layers: int) -> list[str]:
@@ -42,11 +43,49 @@ def vector_keys(layers: int) -> list[str]:
     return [f"messages.{layer}" for layer in range(1, layers)] + [f"updates.{layer}" for layer in range(layers)]
 
 
+def _first_pair(key: Tensor, i: Tensor, n_atoms: int) -> Tensor:
+    """Per atom, the index of its pair with the smallest ``key`` (``-1`` for atoms without pairs)."""
+    best = key.new_full((n_atoms,), math.inf).scatter_reduce(0, i, key, "amin")
+    index = torch.arange(key.shape[0], device=key.device)
+    candidate = torch.where(key == best[i], index, torch.full_like(index, key.shape[0]))
+    first = torch.full((n_atoms,), key.shape[0], dtype=torch.long, device=key.device)
+    first = first.scatter_reduce(0, i, candidate, "amin")
+    return torch.where(first < key.shape[0], first, torch.full_like(first, -1))
+
+
+def local_frames(unit: Tensor, d: Tensor, i: Tensor, n_atoms: int) -> Tensor:
+    """Right-handed orthonormal frames ``(atoms, 3, 3)`` (rows = axes) that rotate with the molecule.
+
+    Axis 1 points to the nearest neighbour; axis 2 is the part of the direction to the nearest neighbour at
+    least ~17 degrees off axis 1 that is orthogonal to it; axis 3 is their cross product. Atoms with fewer than
+    two such neighbours get the identity (no rotation covariance for them). No gradient: the frames only
+    place the rounding grid of the vector quantizer.
+    """
+    with torch.no_grad():
+        frames = torch.eye(3, dtype=unit.dtype, device=unit.device).repeat(n_atoms, 1, 1)
+        if i.numel() == 0:
+            return frames
+        p1 = _first_pair(d, i, n_atoms)
+        has1 = p1 >= 0
+        e1 = unit[p1.clamp_min(0)]  # (atoms, 3)
+        sin = torch.linalg.cross(unit, e1[i]).norm(dim=-1)
+        p2 = _first_pair(d + 1e4 * (sin < 0.3).to(d.dtype), i, n_atoms)
+        e2 = unit[p2.clamp_min(0)]
+        ok = has1 & (p2 >= 0) & (torch.linalg.cross(e2, e1).norm(dim=-1) >= 0.3)
+        e2 = e2 - (e2 * e1).sum(-1, keepdim=True) * e1
+        e2 = e2 / e2.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        e3 = torch.linalg.cross(e1, e2)
+        built = torch.stack([e1, e2, e3], dim=1)
+        return torch.where(ok[:, None, None], built, frames)
+
+
 def _layer_norm(net, name: str, x: Tensor) -> Tensor:
     return nnf.layer_norm(x, x.shape[-1:], net.tensor(name + ".weight"), net.tensor(name + ".bias"))
 
 
-def _message(net, layer: int, s: Tensor, v: Tensor, i: Tensor, j: Tensor, rbf: Tensor, fc: Tensor, unit: Tensor):
+def _message(
+    net, layer: int, s: Tensor, v: Tensor, i: Tensor, j: Tensor, rbf: Tensor, fc: Tensor, unit: Tensor, frames: Tensor
+):
     cfg = net.config
     p = f"messages.{layer}"
     n_atoms, n_pairs, features, heads = s.shape[0], i.shape[0], cfg.features, cfg.heads
@@ -68,13 +107,13 @@ def _message(net, layer: int, s: Tensor, v: Tensor, i: Tensor, j: Tensor, rbf: T
     ds, dvv, dvs = x.unbind(1)
     dv = unit[:, :, None] * dvs[:, None, :]  # (pairs, 3, F)
     if layer > 0:  # v is exactly zero before the first layer
-        dv = dv + dvv[:, None, :] * net.vector(p, v)[j]
+        dv = dv + dvv[:, None, :] * net.vector(p, v, frames)[j]
     return s + _scatter_sum(ds, i, n_atoms), v + _scatter_sum(dv, i, n_atoms)
 
 
-def _update(net, layer: int, s: Tensor, v: Tensor):
+def _update(net, layer: int, s: Tensor, v: Tensor, frames: Tensor):
     p = f"updates.{layer}"
-    vq = net.vector(p, v)  # (atoms, 3, F)
+    vq = net.vector(p, v, frames)  # (atoms, 3, F)
     uv = net.linear(p + ".mix_u", vq, vector=True)
     vv = net.linear(p + ".mix_v", vq, vector=True)
     vnorm = torch.sqrt((vv * vv).sum(1) + 1e-8)
@@ -103,9 +142,10 @@ def quantized_energy(
     fc = 0.5 * (torch.cos(d * (math.pi / cfg.cutoff)) + 1.0) * (d < cfg.cutoff).to(d.dtype)
     s = net.embed(elem)
     v = s.new_zeros((s.shape[0], 3, s.shape[1]))
+    frames = local_frames(unit, d, i, s.shape[0])
     for layer in range(cfg.layers):
-        s, v = _message(net, layer, s, v, i, j, rbf, fc, unit)
-        s, v = _update(net, layer, s, v)
+        s, v = _message(net, layer, s, v, i, j, rbf, fc, unit, frames)
+        s, v = _update(net, layer, s, v, frames)
     h = nnf.silu(net.linear("readout.1", _layer_norm(net, "readout.0", s)))
     atomic = net.linear("readout.3", h).squeeze(-1) * net.tensor("energy_scale") + net.tensor("element_shift")[elem]
     return _scatter_sum(atomic, batch, n_graphs)

@@ -10,8 +10,11 @@ still ``-dE/dx`` by autograd through the fake-quant graph.
 * :class:`MDDQ` — for vector features ``v: (atoms, 3, F)`` (channels-last, as the layers hold them): the norm
   ``r = |v|`` goes through an unsigned ``b``-bit LSQ quantizer per channel, the unit direction ``u = v / r``
   is quantized per component on ``[-1, 1]`` and renormalised (or snapped to a Fibonacci sphere codebook),
-  and ``v_hat = r_hat * u_hat``. Norms are rotation invariant, so the only symmetry error left is the
-  direction's rounding, relative to ``|v|`` instead of to the channel's largest vector.
+  and ``v_hat = r_hat * u_hat``. Norms are rotation invariant. The direction components are taken in each
+  atom's local frame (its two nearest non-collinear neighbours, see
+  :func:`simulation.quantize.graph.local_frames`), which turns with the molecule, so the rounding grid turns
+  with it and the quantizer commutes with rotations (``"mddq"``); with the grid fixed to the x, y, z axes
+  (``"mddq-global"``) the direction rounding, relative to ``|v|``, is the symmetry error left.
 * :class:`NaiveVectorQuantizer` — the baseline: one signed uniform quantizer applied to x, y and z independently
   (per channel step), which does not commute with rotations.
 
@@ -44,7 +47,7 @@ __all__ = [
 
 SUPPORTED_WEIGHT_BITS = (4, 8)  # what pack.py can store: two int4 per byte, or one int8
 SUPPORTED_ACTIVATION_BITS = (4, 8, 16)
-VECTOR_METHODS = ("mddq", "mddq-sphere", "naive", "none")
+VECTOR_METHODS = ("mddq", "mddq-global", "mddq-sphere", "naive", "none")
 EPS = 1e-6  # norm floor in Angstrom-free feature units: r -> 0 gives v_hat -> 0, never NaN
 
 
@@ -175,16 +178,26 @@ class MDDQ(nn.Module):
     ``r = |v|`` (per atom and channel) is quantized by an unsigned ``bits``-bit LSQ quantizer with one step per
     channel; ``u = v / r`` is quantized per Cartesian component on a ``bits``-bit grid over ``[-1, 1]`` and
     renormalised (``codebook="grid"``), or snapped to the nearest of ``2^direction_bits`` Fibonacci-lattice
-    directions (``codebook="sphere"``). The result is ``r_hat * u_hat``; ``r`` is computed as
-    ``sqrt(|v|^2 + eps^2)`` so that ``v = 0`` has a finite gradient and quantizes to exactly 0.
+    directions (``codebook="sphere"``). The result is ``r_hat * u_hat``. With ``use_frames`` (default) the grid
+    is laid in each atom's local frame passed to :meth:`forward`, so it commutes with rotations. ``r`` is
+    computed as ``sqrt(|v|^2 + eps^2)`` so that ``v = 0`` has a finite gradient and quantizes to exactly 0.
     """
 
-    def __init__(self, features: int, bits: int = 8, *, codebook: str = "grid", direction_bits: int | None = None):
+    def __init__(
+        self,
+        features: int,
+        bits: int = 8,
+        *,
+        codebook: str = "grid",
+        direction_bits: int | None = None,
+        use_frames: bool = True,
+    ):
         super().__init__()
         if codebook not in ("grid", "sphere"):
             raise QuantizationError(f"codebook {codebook!r}", "choose 'grid' or 'sphere'")
         self.norm = ScalarQuantizer(bits, features, unsigned=True)
         self.codebook = codebook
+        self.use_frames = use_frames
         self.direction_bits = direction_bits or (bits if codebook == "grid" else min(bits + 4, 12))
         self.enabled = True
         if codebook == "sphere":
@@ -204,8 +217,15 @@ class MDDQ(nn.Module):
         """Set the norm steps from vectors ``v: (atoms, 3, F)``."""
         self.norm.calibrate(v.detach().norm(dim=1))
 
-    def quantize_direction(self, u: Tensor) -> Tensor:
-        """Unit vectors ``u: (atoms, 3, F)`` -> quantized unit vectors (STE through the rounding)."""
+    def quantize_direction(self, u: Tensor, frames: Tensor | None = None) -> Tensor:
+        """Unit vectors ``u: (atoms, 3, F)`` -> quantized unit vectors (STE through the rounding).
+
+        ``frames: (atoms, 3, 3)`` (rows = local axes) puts the grid in each atom's frame.
+        """
+        if frames is not None:
+            frames = frames.to(u.dtype)
+            local = torch.bmm(frames, u)  # components along the local axes
+            return torch.bmm(frames.transpose(1, 2), self.quantize_direction(local))
         if self.codebook == "grid":
             levels = 2 ** (self.direction_bits - 1) - 1
             uq = round_ste(u * levels) / levels
@@ -217,12 +237,12 @@ class MDDQ(nn.Module):
         snapped = book[index].reshape(u.shape[0], u.shape[2], 3).transpose(1, 2)
         return u + (snapped - u).detach()
 
-    def forward(self, v: Tensor) -> Tensor:
+    def forward(self, v: Tensor, frames: Tensor | None = None) -> Tensor:
         if not self.enabled:
             return v
         r = torch.sqrt((v * v).sum(1) + EPS * EPS)  # (atoms, F) rotation invariant
         u = v / r[:, None, :]  # (atoms, 3, F)
-        return self.norm(r)[:, None, :] * self.quantize_direction(u)
+        return self.norm(r)[:, None, :] * self.quantize_direction(u, frames if self.use_frames else None)
 
 
 class NaiveVectorQuantizer(nn.Module):
@@ -245,18 +265,27 @@ class NaiveVectorQuantizer(nn.Module):
         """Set the per-channel steps from the largest component of ``v: (atoms, 3, F)``."""
         self.component.calibrate(v.detach().reshape(-1, v.shape[-1]))
 
-    def forward(self, v: Tensor) -> Tensor:
+    def forward(self, v: Tensor, frames: Tensor | None = None) -> Tensor:  # frames unused: fixed x, y, z grid
         return self.component(v) if self.enabled else v
+
+
+class _NoVectorQuantizer(nn.Module):
+    """Float vector features (weights-only or scalar-only quantization)."""
+
+    def forward(self, v: Tensor, frames: Tensor | None = None) -> Tensor:
+        return v
 
 
 def vector_quantizer(method: str, features: int, bits: int) -> nn.Module:
     """The vector quantizer named ``method`` (one of :data:`VECTOR_METHODS`)."""
     if method == "mddq":
         return MDDQ(features, bits)
+    if method == "mddq-global":
+        return MDDQ(features, bits, use_frames=False)
     if method == "mddq-sphere":
-        return MDDQ(features, bits, codebook="sphere")
+        return MDDQ(features, bits, codebook="sphere", use_frames=False)
     if method == "naive":
         return NaiveVectorQuantizer(features, bits)
     if method == "none":
-        return nn.Identity()
+        return _NoVectorQuantizer()
     raise QuantizationError(f"vector method {method!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}")

@@ -165,8 +165,8 @@ class QuantizedPotential(nn.Module):
                 return _IntLinear.apply(x_ste, codes, self._cache[key], scale, weight, bias)
         return nnf.linear(fake_quant(x, step, qmin, qmax), weight, bias)
 
-    def vector(self, key: str, v: Tensor) -> Tensor:
-        return self.vector_q[_key(key)](v)
+    def vector(self, key: str, v: Tensor, frames: Tensor | None = None) -> Tensor:
+        return self.vector_q[_key(key)](v, frames)
 
     def embed(self, elem: Tensor) -> Tensor:
         dtype = self.tensor("element_shift").dtype

@@ -222,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         help="ablation: first fine-tune the --float weights in float with this attention (saved in OUT/float)",
     )
     parser.add_argument("--float-steps", type=int, default=100, help="steps of the --attention float fine-tuning")
+    parser.add_argument("--dataset", required=True, help="labelled .npz with train/val/test splits")
+    parser.add_argument("--out", required=True, help="output folder for the packed checkpoint")
     parser.add_argument("--weight-bits", type=int, default=4)
     parser.add_argument("--activation-bits", type=int, default=8)
     parser.add_argument("--vector", default="mddq", help="mddq | mddq-sphere | naive | none")

@@ -1,0 +1,468 @@
+"""GAQ quantization benchmark: accuracy, equivariance (LEE), memory, speed and MD stability, in one run.
+
+Rows (ethanol, the same data for all): FP32 / naive W8A8 / naive W4A8 / GAQ W8A8 / GAQ W4A8, plus the ablations
+(GAQ W4A8 without the QAT schedules; cosine vs dot-product attention, each fine-tuned and quantized the same
+way) and GAQ W4A8 without QAT (calibration only). W8A8 rows are post-training (calibrated) quantization; the
+W4A8 rows come from QAT with the same number of steps (``make quantize-potential`` for the shipped ones; the
+ablation folders in ``build/quantize`` come from ``python -m simulation.quantize.qat`` with the flags in the
+JSON). Aspirin and organic add FP32 vs GAQ W4A8 accuracy rows. MD runs in background processes for a
+wall-clock budget and reports the simulated length it reached.
+
+    python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --md-minutes 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._results import RESULTS, write  # noqa: E402
+from simulation.datasets import LabelledSet  # noqa: E402
+from simulation.model import WEIGHTS_NAME, EquivariantPotential, neighbour_list  # noqa: E402
+from simulation.quantize.fakequant import QuantSpec, quantize  # noqa: E402
+from simulation.quantize.lee import lie_derivative_error, local_equivariance_error  # noqa: E402
+from simulation.quantize.pack import save_packed, state_dict_bytes  # noqa: E402
+from simulation.quantize.potential import KERNELS, QuantizedPotential  # noqa: E402
+from simulation.train import evaluate  # noqa: E402
+
+CKPT = ROOT / "simulation" / "checkpoints"
+BUILD = ROOT / "build" / "quantize"
+DATA = ROOT / "simulation" / "data"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _peak_rss_reset() -> int:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM (the peak resident set) to the current RSS
+    except OSError:
+        pass
+    return _status("VmRSS")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _batch(data: LabelledSet, frames: np.ndarray):
+    atoms = np.concatenate([np.arange(data.offsets[f], data.offsets[f + 1]) for f in frames])
+    z = torch.from_numpy(data.numbers[atoms]).long()
+    x = torch.from_numpy(data.positions[atoms]).float()
+    b = torch.from_numpy(np.repeat(np.arange(len(frames)), data.n_atoms[frames])).long()
+    return z, x, b
+
+
+def _ef_seconds(model, z, x, b, repeats: int) -> float:
+    neighbours = neighbour_list(x, model.config.cutoff, b)
+    n = int(b.max()) + 1
+    model.energy_and_forces(z, x, b, n_graphs=n, neighbours=neighbours)  # warm-up (and weight unpacking)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.energy_and_forces(z, x, b, n_graphs=n, neighbours=neighbours)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _weight_bytes(model) -> int:
+    return state_dict_bytes(dict(model.state_dict()))
+
+
+def _packed(fq, folder: Path) -> QuantizedPotential:
+    save_packed(fq, folder)
+    return QuantizedPotential.from_pretrained(folder)
+
+
+def _path_conservation(model, z, x) -> float:
+    """|E(b) - E(a) + integral of F.dx| / |E(b) - E(a)| along a 0.3 Angstrom straight path (float64)."""
+    model = model.double()
+    z, x = torch.as_tensor(z), torch.as_tensor(x, dtype=torch.float64)
+    d = torch.as_tensor(np.random.default_rng(0).normal(size=tuple(x.shape)))
+    d /= d.norm()
+    ts = np.linspace(0.0, 0.3, 151)
+    energy, slope = [], []
+    for t in ts:
+        e, f = model.energy_and_forces(z, x + float(t) * d)
+        energy.append(float(e[0].detach()))
+        slope.append(float((f * d).sum()))
+    model.float()
+    work = -np.trapezoid(slope, ts)
+    return abs(energy[-1] - energy[0] - work) / max(abs(energy[-1] - energy[0]), 1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ MD
+def _md_job(kind: str, potential: str, protocol: str, minutes: float, seed: int = 0) -> dict:
+    """Run ethanol MD for ``minutes`` of wall clock (0.5 fs); energies every 10 steps."""
+    torch.set_num_threads(1)
+    import openmm
+    import openmm.app as app
+    from openmm import unit
+
+    from simulation.openmm import EV_TO_KJ_PER_MOL, create_system, to_structure
+
+    structure = to_structure("CCO")
+    system, topology, positions = create_system(structure, potential)
+    if protocol == "NVE":
+        integrator = openmm.VerletIntegrator(0.5 * unit.femtosecond)
+    else:
+        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 0.5 * unit.femtosecond)
+        integrator.setRandomNumberSeed(seed)
+    sim = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(positions)
+    sim.minimizeEnergy(maxIterations=500)
+    sim.context.setVelocitiesToTemperature(300 * unit.kelvin, seed)
+    n = len(structure.numbers)
+    dof = 3 * n - (0 if protocol == "NVT" else 3)
+    kb = 0.00831446261815324  # kJ/mol/K
+    times, pot, kin, temps, max_bond = [], [], [], [], 0.0
+    bonds = np.array(structure.bonds)
+    t0 = time.perf_counter()
+    steps = 0
+    while time.perf_counter() - t0 < minutes * 60.0:
+        sim.step(10)
+        steps += 10
+        state = sim.context.getState(getEnergy=True, getPositions=(steps % 200 == 0))
+        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        times.append(steps * 0.5e-3)
+        pot.append(e_pot)
+        kin.append(e_kin)
+        temps.append(2 * e_kin / (dof * kb))
+        if steps % 200 == 0:
+            xyz = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+            max_bond = max(max_bond, float(np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1).max()))
+        if not np.isfinite(e_pot) or temps[-1] > 3000:
+            break
+    wall = time.perf_counter() - t0
+    total = (np.array(pot) + np.array(kin)) / EV_TO_KJ_PER_MOL  # eV
+    t = np.array(times)
+    drift = float(1000.0 * np.polyfit(t, total, 1)[0] / n) if len(t) > 2 else float("nan")
+    temps_arr = np.array(temps)
+    burn = len(temps_arr) // 5
+    return {
+        "model": kind,
+        "protocol": protocol,
+        "simulated_ps": float(t[-1]) if len(t) else 0.0,
+        "steps": steps,
+        "timestep_fs": 0.5,
+        "wall_seconds": round(wall, 1),
+        "ns_per_day": float(steps * 0.5e-6 / (wall / 86400.0)),
+        "drift_mev_per_atom_per_ps": drift,
+        "total_energy_std_mev_per_atom": float(1000.0 * total.std() / n) if len(total) else float("nan"),
+        "temperature_mean_k": float(temps_arr[burn:].mean()) if len(temps_arr) else float("nan"),
+        "temperature_std_k": float(temps_arr[burn:].std()) if len(temps_arr) else float("nan"),
+        "temperature_std_expected_k": float(300.0 * np.sqrt(2.0 / dof)),
+        "max_bond_length_a": max_bond,
+        "bonds_intact": bool(max_bond < 2.0),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", type=int, default=100, help="test configurations for LEE")
+    parser.add_argument("--rotations", type=int, default=100)
+    parser.add_argument("--ablation-configs", type=int, default=20, help="LEE configurations for the other rows")
+    parser.add_argument("--batched", type=int, default=1024, help="configurations per batched E+F call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--md-minutes", type=float, default=30.0, help="wall clock per MD run (in parallel)")
+    parser.add_argument("--md-workers", type=int, default=3)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    t_start = time.perf_counter()
+
+    pool = futures.ProcessPoolExecutor(max_workers=args.md_workers) if args.md_minutes > 0 else None
+    md_jobs = {}
+    if pool is not None:
+        md_jobs["nve_fp32"] = pool.submit(_md_job, "fp32", "workbench-ethanol", "NVE", args.md_minutes)
+        md_jobs["nve_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "workbench-ethanol-w4a8", "NVE", args.md_minutes)
+        md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "workbench-ethanol-w4a8", "NVT", args.md_minutes)
+
+    data = LabelledSet.load(DATA / "ethanol.npz")
+    train, test = data.split_set("train"), data.split_set("test")
+    fp32 = EquivariantPotential.from_pretrained(CKPT / "ethanol")
+    tmp = Path(tempfile.mkdtemp(prefix="quant-bench-"))
+
+    models: dict[str, object] = {"fp32": fp32}
+    provenance: dict[str, str] = {"fp32": "simulation/checkpoints/ethanol"}
+    for name, spec in [("naive_w8a8", QuantSpec(8, 8, "naive")), ("gaq_w8a8", QuantSpec(8, 8, "mddq"))]:
+        models[name] = _packed(quantize(fp32, spec, train), tmp / name)
+        provenance[name] = "post-training quantization, calibrated on 8 x 32 training frames"
+    models["gaq_w4a8_ptq"] = _packed(quantize(fp32, QuantSpec(4, 8, "mddq"), train), tmp / "gaq_w4a8_ptq")
+    provenance["gaq_w4a8_ptq"] = "calibration only, no QAT"
+    folders = {
+        "naive_w4a8": BUILD / "ethanol-naive-w4a8",
+        "gaq_w4a8": CKPT / "ethanol-w4a8",
+        "gaq_w4a8_no_schedule": BUILD / "ethanol-w4a8-noschedule",
+        "ablation_cosine_fp32": BUILD / "ethanol-cosine-w4a8" / "float",
+        "ablation_cosine_w4a8": BUILD / "ethanol-cosine-w4a8",
+        "ablation_dot_fp32": BUILD / "ethanol-dot-w4a8" / "float",
+        "ablation_dot_w4a8": BUILD / "ethanol-dot-w4a8",
+    }
+    for name, folder in folders.items():
+        if not (folder / "config.json").exists():
+            print(f"skipping {name}: {folder} not built", flush=True)
+            continue
+        if name.endswith("_fp32"):
+            models[name] = EquivariantPotential.from_pretrained(folder)
+        else:
+            models[name] = QuantizedPotential.from_pretrained(folder)
+        provenance[name] = str(folder.relative_to(ROOT))
+        log = folder / "qat_log.jsonl"
+        if log.exists():
+            steps = [json.loads(line) for line in log.read_text().splitlines() if '"event": "test"' in line]
+            if steps:
+                provenance[name] += f" (QAT {steps[-1]['steps']} steps)"
+
+    rng = np.random.default_rng(0)
+    lee_frames = rng.choice(test.n_frames, size=min(args.configs, test.n_frames), replace=False)
+    numbers = test.frame(int(lee_frames[0]))[0]
+    lee_configs = [test.frame(int(f))[1] for f in lee_frames]
+    z1, x1 = torch.as_tensor(numbers).long(), torch.as_tensor(lee_configs[0]).float()
+    rows: dict[str, dict] = {}
+    for name, model in models.items():
+        t0 = time.perf_counter()
+        metrics = evaluate(model, test)
+        main_row = name in ("fp32", "naive_w4a8", "gaq_w4a8")
+        configs = lee_configs if main_row else lee_configs[: args.ablation_configs]
+        lee = local_equivariance_error(model, numbers, configs, n_rotations=args.rotations, seed=1)
+        row = {
+            "source": provenance[name],
+            "energy_mae_mev": metrics["energy_mae_mev"],
+            "force_mae_mev_per_a": metrics["force_mae_mev_per_a"],
+            "lee_mev_per_a": lee["lee_mev_per_a"],
+            "lee_configs_x_rotations": f"{lee['n_configs']} x {lee['n_rotations']}",
+            "lie_derivative_mev_per_a_per_rad": lie_derivative_error(model, numbers, lee_configs[:10]),
+            "weight_bytes": _weight_bytes(model),
+            "single_molecule_ef_ms": 1000.0 * _ef_seconds(model, z1, x1, torch.zeros(len(z1), dtype=torch.long), 30),
+        }
+        if isinstance(model, QuantizedPotential) or name == "fp32":
+            row["energy_path_conservation_rel"] = _path_conservation(model, numbers, lee_configs[0])
+        rows[name] = row
+        print(name, json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for name in rows:
+        if name != "fp32":
+            rows[name]["single_molecule_ratio_vs_fp32"] = (
+                rows["fp32"]["single_molecule_ef_ms"] / rows[name]["single_molecule_ef_ms"]
+            )
+    lee_force_scale = lee["force_scale_mev_per_a"]
+
+    # ---- memory and batched throughput on ~20-atom molecules (aspirin, 21 atoms)
+    asp = LabelledSet.load(DATA / "aspirin.npz")
+    asp_test = asp.split_set("test")
+    frames = np.resize(np.arange(asp_test.n_frames), args.batched)
+    zb, xb, bb = _batch(asp_test, frames)
+    asp_fp32 = EquivariantPotential.from_pretrained(CKPT / "aspirin")
+    speed: dict[str, float | dict] = {
+        "configurations": args.batched,
+        "atoms_per_configuration": int(asp_test.n_atoms[0]),
+    }
+    t_fp32 = _ef_seconds(asp_fp32, zb, xb, bb, args.repeats)
+    speed["fp32_seconds"] = t_fp32
+    kernels = {}
+    for kernel in KERNELS:
+        qp = QuantizedPotential.from_pretrained(CKPT / "aspirin-w4a8", kernel=kernel)
+        t = _ef_seconds(qp, zb, xb, bb, args.repeats)
+        kernels[kernel] = {"seconds": t, "ratio_vs_fp32": t_fp32 / t}
+    speed["kernels"] = kernels
+    best_kernel = max(kernels, key=lambda k: kernels[k]["ratio_vs_fp32"])
+    speed["default_kernel"] = "dequant"
+    speed["fastest_kernel"] = best_kernel
+
+    memory = {}
+    sub = np.arange(256) % asp_test.n_frames
+    zm, xm, bm = _batch(asp_test, sub)
+    for name, model in [("fp32", asp_fp32), ("gaq_w4a8", QuantizedPotential.from_pretrained(CKPT / "aspirin-w4a8"))]:
+        base = _peak_rss_reset()
+        _ef_seconds(model, zm, xm, bm, 1)
+        memory[name] = {"peak_rss_increase_bytes": _status("VmHWM") - base, "configurations": 256}
+
+    # ---- matmul kernels alone (the linear layers of the model: 64 -> 192 on 20k atoms)
+    a = torch.randn(21504, 64)
+    w = torch.randn(192, 64)
+    a8 = torch.randint(-127, 127, (21504, 64), dtype=torch.int8)
+    w8t = torch.randint(-8, 8, (64, 192), dtype=torch.int8)
+    micro = {}
+    for label, fn in [
+        ("fp32_matmul", lambda: a @ w.T),
+        ("int8_int_mm", lambda: torch._int_mm(a8, w8t)),
+        ("int4_codes_dequant_then_fp32", lambda: a @ (w8t.float() * 0.01)),
+    ]:
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            fn()
+        micro[label] = (time.perf_counter() - t0) / 10
+    try:
+        import torchao  # noqa: F401
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        lin = torch.nn.Sequential(torch.nn.Linear(64, 192))
+        quantize_(lin, Int8WeightOnlyConfig())
+        lin(a)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            lin(a)
+        micro["torchao_int8_weight_only"] = (time.perf_counter() - t0) / 10
+    except Exception as exc:  # noqa: BLE001 - report why the optional kernel is unavailable
+        micro["torchao_int8_weight_only"] = f"unavailable: {type(exc).__name__}: {str(exc)[:160]}"
+    speed["matmul_seconds_21504x64x192"] = micro
+
+    # ---- the other shipped checkpoints
+    shipped = {}
+    for mol in ("aspirin", "organic"):
+        dset = LabelledSet.load(DATA / f"{mol}.npz").split_set("test")
+        f32 = evaluate(EquivariantPotential.from_pretrained(CKPT / mol), dset)
+        q = evaluate(QuantizedPotential.from_pretrained(CKPT / f"{mol}-w4a8"), dset)
+        shipped[mol] = {
+            "fp32_force_mae": f32["force_mae_mev_per_a"],
+            "gaq_w4a8_force_mae": q["force_mae_mev_per_a"],
+            "fp32_energy_mae": f32["energy_mae_mev"],
+            "gaq_w4a8_energy_mae": q["energy_mae_mev"],
+            "weight_bytes_fp32": _weight_bytes(EquivariantPotential.from_pretrained(CKPT / mol)),
+            "weight_bytes_w4a8": _weight_bytes(QuantizedPotential.from_pretrained(CKPT / f"{mol}-w4a8")),
+            "file_bytes_fp32": (CKPT / mol / WEIGHTS_NAME).stat().st_size,
+            "file_bytes_w4a8": (CKPT / f"{mol}-w4a8" / WEIGHTS_NAME).stat().st_size,
+        }
+        print(mol, json.dumps(shipped[mol]), flush=True)
+
+    md = {}
+    for key, job in md_jobs.items():
+        try:
+            md[key] = job.result()
+        except Exception as exc:  # noqa: BLE001 - a failed run is a result too
+            md[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(key, json.dumps(md[key]), flush=True)
+    if pool is not None:
+        pool.shutdown()
+
+    figures = {
+        "fp32_force_mae": rows["fp32"]["force_mae_mev_per_a"],
+        "gaq_w4a8_force_mae": rows["gaq_w4a8"]["force_mae_mev_per_a"],
+        "naive_w4a8_force_mae": rows.get("naive_w4a8", {}).get("force_mae_mev_per_a"),
+        "naive_w4a8_lee": rows.get("naive_w4a8", {}).get("lee_mev_per_a"),
+        "gaq_w4a8_lee": rows["gaq_w4a8"]["lee_mev_per_a"],
+        "fp32_lee": rows["fp32"]["lee_mev_per_a"],
+        "weight_bytes_fp32": rows["fp32"]["weight_bytes"],
+        "weight_bytes_w4a8": rows["gaq_w4a8"]["weight_bytes"],
+        "file_bytes_fp32": (CKPT / "ethanol" / WEIGHTS_NAME).stat().st_size,
+        "file_bytes_w4a8": (CKPT / "ethanol-w4a8" / WEIGHTS_NAME).stat().st_size,
+        "speed_ratio_w4a8_vs_fp32": kernels["dequant"]["ratio_vs_fp32"],
+        "nve_drift_fp32": md.get("nve_fp32", {}).get("drift_mev_per_atom_per_ps"),
+        "nve_drift_w4a8": md.get("nve_w4a8", {}).get("drift_mev_per_atom_per_ps"),
+        "units": {
+            "force_mae": "meV/Angstrom",
+            "lee": "meV/Angstrom",
+            "weight_bytes": "bytes (state_dict of the model as loaded)",
+            "speed_ratio": "FP32 time / W4A8 time, batched energy+forces",
+            "nve_drift": "meV/atom/ps",
+        },
+        "targets": {
+            "force_mae_w4a8_over_fp32": rows["gaq_w4a8"]["force_mae_mev_per_a"] / rows["fp32"]["force_mae_mev_per_a"],
+            "lee_naive_over_gaq": (rows["naive_w4a8"]["lee_mev_per_a"] / rows["gaq_w4a8"]["lee_mev_per_a"])
+            if "naive_w4a8" in rows
+            else None,
+            "weight_memory_ratio": rows["fp32"]["weight_bytes"] / rows["gaq_w4a8"]["weight_bytes"],
+        },
+        "rows": rows,
+        "lee_setup": {
+            "molecule": "ethanol",
+            "configurations": len(lee_configs),
+            "rotations": args.rotations,
+            "mean_force_norm_mev_per_a": lee_force_scale,
+        },
+        "speed": speed,
+        "memory": memory,
+        "shipped": shipped,
+        "md": md,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    path = write("quantization", figures)
+    _write_markdown(figures, RESULTS / "quantization.md")
+    print(path)
+    return figures
+
+
+def _fmt(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _write_markdown(fig: dict, path: Path) -> None:
+    labels = {
+        "fp32": "FP32",
+        "naive_w8a8": "naive W8A8 (PTQ)",
+        "naive_w4a8": "naive W4A8 (QAT)",
+        "gaq_w8a8": "GAQ W8A8 (PTQ)",
+        "gaq_w4a8_ptq": "GAQ W4A8, no QAT",
+        "gaq_w4a8": "**GAQ W4A8 (QAT, shipped)**",
+        "gaq_w4a8_no_schedule": "GAQ W4A8, QAT without branch schedules",
+        "ablation_cosine_fp32": "ablation: cosine attention FP32",
+        "ablation_cosine_w4a8": "ablation: cosine attention GAQ W4A8",
+        "ablation_dot_fp32": "ablation: dot-product attention FP32",
+        "ablation_dot_w4a8": "ablation: dot-product attention GAQ W4A8",
+    }
+    lines = [
+        "| ethanol model | energy MAE (meV) | force MAE (meV/Å) | LEE (meV/Å) | weight bytes | single-molecule E+F (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in fig["rows"].items():
+        lines.append(
+            f"| {labels.get(name, name)} | {_fmt(row['energy_mae_mev'])} | {_fmt(row['force_mae_mev_per_a'])} | "
+            f"{_fmt(row['lee_mev_per_a'], 3)} | {_fmt(row['weight_bytes'])} | {_fmt(row['single_molecule_ef_ms'], 2)} |"
+        )
+    sp = fig["speed"]
+    lines += [
+        "",
+        f"Batched energy+forces, {sp['configurations']} aspirin configurations ({sp['atoms_per_configuration']} atoms) "
+        f"per call: FP32 {sp['fp32_seconds']:.2f} s; "
+        + ", ".join(f"W4A8 `{k}` {v['seconds']:.2f} s ({v['ratio_vs_fp32']:.2f}×)" for k, v in sp["kernels"].items())
+        + ".",
+        "",
+        "| shipped | FP32 force MAE | GAQ W4A8 force MAE | FP32 weights (bytes) | W4A8 weights (bytes) | file FP32 → W4A8 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mol, s in fig["shipped"].items():
+        lines.append(
+            f"| {mol} | {_fmt(s['fp32_force_mae'])} | {_fmt(s['gaq_w4a8_force_mae'])} | {_fmt(s['weight_bytes_fp32'])} | "
+            f"{_fmt(s['weight_bytes_w4a8'])} | {_fmt(s['file_bytes_fp32'])} → {_fmt(s['file_bytes_w4a8'])} |"
+        )
+    lines += [
+        "",
+        "| MD (ethanol, 0.5 fs, Reference platform) | length (ps) | ns/day | drift (meV/atom/ps) | T mean ± std (K) | bonds intact |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, m in fig["md"].items():
+        if "error" in m:
+            lines.append(f"| {key} | failed: {m['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {m['protocol']} {m['model']} | {_fmt(m['simulated_ps'], 2)} | {_fmt(m['ns_per_day'], 3)} | "
+            f"{_fmt(m['drift_mev_per_atom_per_ps'], 3)} | {_fmt(m['temperature_mean_k'], 0)} ± {_fmt(m['temperature_std_k'], 0)} | "
+            f"{m['bonds_intact']} |"
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
