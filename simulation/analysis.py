@@ -138,19 +138,34 @@ def unwrap(positions, cell) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- RDF
 
 
+def _frame_batches(fn, x: jax.Array, batch: int = _FRAME_BATCH) -> jax.Array:
+    """``sum(fn(chunk))`` over consecutive chunks of ``batch`` frames (lax.map over the full chunks, then the
+    remainder): bounded memory, one vectorised call per chunk."""
+    n = x.shape[0]
+    full = n // batch
+    total = 0
+    if full:
+        total = jax.lax.map(fn, x[: full * batch].reshape(full, batch, *x.shape[1:])).sum(axis=0)
+    if n % batch:
+        total = total + fn(x[full * batch :])
+    return total
+
+
 @partial(jax.jit, static_argnames=("n_bins", "periodic"))
 def _rdf_counts(x, a, b, r_max, cell, n_bins: int, periodic: bool):
-    """Pair-distance histogram summed over frames: ``(n_bins,)``; vmapped over frames in batches."""
+    """Pair-distance histogram summed over frames: ``(n_bins,)``; vectorised over chunks of frames."""
+    inverse = jnp.linalg.inv(cell)
 
-    def one_frame(frame):
-        vec = frame[b] - frame[a]
+    def chunk(frames):  # (chunk, atoms, 3)
+        vec = frames[:, b] - frames[:, a]  # (chunk, pairs, 3)
         if periodic:
-            vec = _minimum_image(vec, cell)
+            frac = vec @ inverse
+            vec = (frac - jnp.round(frac)) @ cell
         d = jnp.sqrt((vec**2).sum(-1))
-        index = jnp.where(d < r_max, jnp.floor(d / r_max * n_bins).astype(jnp.int32), n_bins)
-        return jnp.bincount(index, length=n_bins + 1)[:n_bins]
+        index = jnp.where(d < r_max, jnp.floor(d * (n_bins / r_max)).astype(jnp.int32), n_bins)
+        return jnp.bincount(index.ravel(), length=n_bins + 1)[:n_bins]
 
-    return jax.lax.map(one_frame, x, batch_size=_FRAME_BATCH).sum(axis=0)
+    return _frame_batches(chunk, x)
 
 
 def rdf(
