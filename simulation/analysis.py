@@ -355,7 +355,7 @@ def _bond_lengths(x, bonds, cell, periodic: bool):
         vec = _minimum_image(vec, cell) if periodic else vec
         return jnp.sqrt((vec**2).sum(-1))
 
-    return jax.lax.map(one_frame, x, batch_size=_FRAME_BATCH)
+    return jax.vmap(one_frame)(x)  # output is (frames, n) anyway, so no chunking needed
 
 
 @partial(jax.jit, static_argnames=("periodic",))
@@ -368,7 +368,7 @@ def _angles(x, triples, cell, periodic: bool):
         cos = (u * w).sum(-1) / jnp.sqrt((u**2).sum(-1) * (w**2).sum(-1))
         return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
 
-    return jax.lax.map(one_frame, x, batch_size=_FRAME_BATCH)
+    return jax.vmap(one_frame)(x)  # output is (frames, n) anyway, so no chunking needed
 
 
 def bond_lengths(positions, bonds, cell=None) -> np.ndarray:
