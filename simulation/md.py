@@ -363,25 +363,37 @@ def run(
     max_force_ev_per_a: float = 50.0,
     platform: str = "Reference",
     progress: bool = False,
+    compile: bool | None = None,
 ) -> Trajectory:
     """Minimise ``molecule`` on ``potential`` then run ``steps`` of NVT (Langevin) or NVE (Verlet) dynamics.
 
     ``molecule`` is anything :func:`simulation.openmm.to_structure` accepts (an RDKit molecule with 3D
     coordinates, an SDF/PDB path, a SMILES, ``(numbers, positions)``). Velocities start from a Maxwell
     distribution at ``temperature`` (for NVE too). A frame is recorded every ``report_every`` steps.
+
+    ``compile`` compiles the potential with ``torch.compile`` (see :mod:`simulation.fast`); the default
+    (``None``) compiles for runs of 20,000 steps or more, where the one-off compilation is repaid.
+    Bad input (untrained elements, no 3D coordinates, overlapping atoms, NaN positions, a corrupt checkpoint,
+    a non-positive timestep or temperature) raises before any dynamics runs.
     """
     protocol = protocol.upper()
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if steps < 0 or report_every < 1:
         raise ValueError("steps must be >= 0 and report_every >= 1")
+    if not timestep_fs > 0.0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}; 0.5 fs is a safe choice")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature must be positive (kelvin), got {temperature}")
     if timestep_fs > 2.0:
         warnings.warn(
             f"timestep {timestep_fs} fs is above 2 fs without constraints on bonds to hydrogen; "
             "expect energy drift or a blow-up (0.5 fs is safe)",
             stacklevel=2,
         )
-    system, topology, positions = create_system(molecule, potential)
+    if compile is None:
+        compile = steps >= 20_000
+    system, topology, positions = create_system(molecule, potential, compile=compile)
     numbers = np.array([a.element.atomic_number for a in topology.atoms()])
     integrator = _integrator(protocol, temperature, timestep_fs, friction_per_ps, seed)
     simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName(platform))

@@ -122,31 +122,51 @@ def to_structure(molecule: object, name: str | None = None) -> Structure3D:
 
 
 def create_force(
-    potential: EquivariantPotential, numbers: Sequence[int] | np.ndarray, *, periodic: bool = False
+    potential: EquivariantPotential,
+    numbers: Sequence[int] | np.ndarray,
+    *,
+    periodic: bool = False,
+    compile: bool = False,
 ) -> openmm.PythonForce:
     """An ``openmm.PythonForce`` evaluating ``potential`` on all particles (in order ``numbers``).
 
     Untrained elements raise :class:`~workbench.errors.UnsupportedElementError` here, before any Context is
-    made. With ``periodic=True`` the box vectors of the State are used as the cell.
+    made. With ``periodic=True`` the box vectors of the State are used as the cell. An
+    :class:`EquivariantPotential` runs through :class:`simulation.fast.FastPotential` (a static all-pairs graph
+    for molecules; ``compile=True`` compiles forward and backward with ``torch.compile``, worth it for long
+    runs); other potentials with the same interface (e.g. quantized ones) run through ``energy_and_forces``.
     """
-    param = next(potential.parameters())
-    z = torch.as_tensor(np.asarray(numbers), dtype=torch.long)
+    from simulation.fast import FastPotential
+
+    z = torch.as_tensor(np.asarray(numbers), dtype=torch.long).reshape(-1)
     potential.element_indices(z, "OpenMM system")
-    batch = torch.zeros(z.shape[0], dtype=torch.long)
-    cutoff = potential.config.cutoff
+    dtype = next(potential.parameters()).dtype
+    if isinstance(potential, EquivariantPotential):
+        evaluate = FastPotential(potential, z, compile=compile, periodic=periodic, source="OpenMM system")
+    else:
+        batch = torch.zeros(z.shape[0], dtype=torch.long)
+
+        def evaluate(x: torch.Tensor, cell: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            neighbours = neighbour_list(x, potential.config.cutoff, batch, cell)
+            energy, forces = potential.energy_and_forces(z, x, batch, cell, 1, neighbours=neighbours)
+            return energy.detach()[0], forces.detach()
+
+    buffer = np.empty((z.shape[0], 3), dtype=np.float64)  # positions in nm, refilled every step
+    fast_read = hasattr(openmm.State, "_getVectorAsNumpy")
 
     def compute(state: openmm.State) -> tuple[float, np.ndarray]:
-        x_nm = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
-        x = torch.as_tensor(np.asarray(x_nm) * 10.0, dtype=param.dtype)
+        if fast_read:  # straight into the buffer, without the unit-wrapped copy of getPositions(asNumpy=True)
+            state._getVectorAsNumpy(openmm.State.Positions, buffer)
+        else:
+            buffer[:] = state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)
+        x = torch.from_numpy(buffer * 10.0).to(dtype)  # Angstrom
         cell = None
         if periodic:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(openmm.unit.nanometer)
-            cell = torch.as_tensor(np.asarray(box) * 10.0, dtype=param.dtype)
-        neighbours = neighbour_list(x, cutoff, batch, cell)
-        energy, forces = potential.energy_and_forces(z, x, batch, cell, 1, neighbours=neighbours)
-        e = float(energy.detach()[0]) * EV_TO_KJ_PER_MOL
-        f = forces.detach().numpy().astype(np.float64) * (EV_TO_KJ_PER_MOL * 10.0)  # eV/A -> kJ/mol/nm
-        return e, f
+            cell = torch.as_tensor(np.asarray(box) * 10.0, dtype=dtype)
+        energy, forces = evaluate(x, cell)
+        f = forces.numpy().astype(np.float64) * (EV_TO_KJ_PER_MOL * 10.0)  # eV/A -> kJ/mol/nm
+        return float(energy) * EV_TO_KJ_PER_MOL, f
 
     force = openmm.PythonForce(compute)
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
@@ -172,12 +192,16 @@ def _topology(structure: Structure3D) -> app.Topology:
 
 
 def create_system(
-    molecule: object, potential: str | os.PathLike | EquivariantPotential = "workbench-organic"
+    molecule: object,
+    potential: str | os.PathLike | EquivariantPotential = "workbench-organic",
+    *,
+    compile: bool = False,
 ) -> tuple[openmm.System, app.Topology, openmm.unit.Quantity]:
     """``(system, topology, positions)`` for ``molecule`` (see :func:`to_structure`) driven by ``potential``.
 
     Masses come from the elements; the only force is the potential's ``PythonForce`` (periodic when the
-    structure has a cell). Positions are returned in nm as an OpenMM ``Quantity``.
+    structure has a cell; ``compile`` as in :func:`create_force`). Positions are returned in nm as an OpenMM
+    ``Quantity``.
     """
     structure = to_structure(molecule)
     model = load_potential(potential)
@@ -188,6 +212,6 @@ def create_system(
     if periodic:
         a, b, c = (openmm.Vec3(*row) * 0.1 for row in structure.cell)
         system.setDefaultPeriodicBoxVectors(a, b, c)
-    system.addForce(create_force(model, structure.numbers, periodic=periodic))
+    system.addForce(create_force(model, structure.numbers, periodic=periodic, compile=compile))
     positions = openmm.unit.Quantity(structure.positions / 10.0, openmm.unit.nanometer)
     return system, _topology(structure), positions
