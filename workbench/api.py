@@ -96,7 +96,7 @@ _DIFFUSION_PROPERTIES = ("qed", "clogp", "mw", "tpsa", "sa", "hbd", "hba", "ring
 
 def simulate(
     mol: Molecule | str,
-    potential: str = "workbench-organic",
+    potential: str = "workbench-organic-w4a8",
     *,
     ps: float = 10.0,
     temperature: float = 300.0,
