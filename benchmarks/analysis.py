@@ -91,6 +91,7 @@ def measure(name: str, frames: int, jax_fn, numpy_fn, repeats: int, check) -> di
         "numpy_frames_per_s": frames / numpy_s,
         "jax_over_numpy": numpy_s / jax_s,
         "jax_compile_s": max(first_call - jax_s, 0.0),
+        "jax_first_call_s": first_call,
         "jax_s": jax_s,
         "numpy_s": numpy_s,
         "max_abs_difference": error,
