@@ -80,8 +80,12 @@ class _ResidualBlock(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.film(emb).chunk(2, dim=-1)
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """``emb`` has one row per row of ``h``, or per distinct row when ``index`` maps rows to them."""
+        film = self.film(emb)
+        if index is not None:
+            film = film[index]
+        scale, shift = film.chunk(2, dim=-1)
         return h + self.mlp(self.norm(h) * (1 + scale) + shift)
 
 
@@ -158,10 +162,19 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
             timestep = timestep.expand(sample.shape[0])
         mask = mask.to(torch.bool)
         values = torch.where(mask, torch.nan_to_num(condition), self.null_condition.expand_as(condition))
-        emb = self.time_embed(timestep_embedding(timestep.to(sample.device), 128))
-        emb = emb + self.cond_embed(torch.cat([values, mask.float()], dim=-1))
-        emb = nn.functional.silu(emb)
+        timestep = timestep.to(sample.device)
+        # At sampling time every row shares the timestep and one of two conditions (cond / uncond):
+        # embed and FiLM-project the distinct (t, condition) rows only, then gather (same result).
+        key = torch.cat([timestep.float().unsqueeze(1), values, mask.float()], dim=-1)
+        rows, inverse = key, None
+        if not torch.is_grad_enabled() and key.shape[0] > 8:
+            distinct, inv = torch.unique(key, dim=0, return_inverse=True)
+            if distinct.shape[0] <= key.shape[0] // 4:
+                rows, inverse = distinct, inv
+        n_props = values.shape[1]
+        emb = self.time_embed(timestep_embedding(rows[:, 0], 128))
+        emb = nn.functional.silu(emb + self.cond_embed(rows[:, 1 : 1 + 2 * n_props]))
         h = self.input(sample)
         for block in self.blocks:
-            h = block(h, emb)
+            h = block(h, emb, inverse)
         return DenoiserOutput(sample=self.output(self.out_norm(h)))
