@@ -182,7 +182,8 @@ def rdf(
     ``P`` the number of ordered pairs, so an ideal gas gives ``g = 1``. With ``cell`` the distances follow the
     minimum-image convention (``r_max`` at most half the narrowest cell width) and ``V`` is the cell volume;
     without one (an isolated molecule) ``V`` is the sphere of radius ``r_max`` — then ``g`` is a shape, not a
-    density ratio. ``i_atoms``/``j_atoms`` select the two species (default: all atoms).
+    density ratio. ``i_atoms``/``j_atoms`` are the atom indices of the two species, each defaulting to all
+    atoms on its own: for an O-O g(r) pass the oxygens as both.
     """
     x = _positions(positions)
     if r_max <= 0 or n_bins < 1:
@@ -556,7 +557,8 @@ class TrajectoryAnalysis:
         return index
 
     def rdf(self, r_max: float | None = None, n_bins: int = 100, a=None, b=None) -> tuple[np.ndarray, np.ndarray]:
-        """``(r, g)`` between elements ``a`` and ``b`` (symbols or atomic numbers; default all atoms).
+        """``(r, g)`` between elements ``a`` and ``b`` (symbols or atomic numbers; ``b`` defaults to ``a``, and
+        without either all atoms are used).
 
         ``r_max`` defaults to half the narrowest cell width for periodic runs and 6 A otherwise.
         """
@@ -569,7 +571,7 @@ class TrajectoryAnalysis:
                 r_max = 0.5 * float(
                     (abs(np.linalg.det(c)) / np.linalg.norm(np.cross(c[[1, 2, 0]], c[[2, 0, 1]]), axis=1)).min()
                 )
-        return rdf(t.positions, r_max, n_bins, t.cell, self._species(a), self._species(b))
+        return rdf(t.positions, r_max, n_bins, t.cell, self._species(a), self._species(a if b is None else b))
 
     def msd(self, max_lag: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(lag time ps, MSD A^2)`` averaged over atoms and time origins (unwrapped for periodic runs)."""

@@ -11,16 +11,17 @@ Angstrom, bonds, an optional ``(3, 3)`` cell with lattice vectors as rows). pyma
 ``pbc``) to one with a cell. Every simulation entry point (``create_system``, ``md.run``, the ASE calculator)
 takes the result, and uses periodic boundaries when it has a cell.
 
-Example — a periodic NVT run of a methanol box with the transferable potential (about a minute on one core)::
+Example — a periodic NVT run of a methanol box with the transferable potential (200 steps of 0.5 fs after a
+minimisation took 2.4 minutes on one busy core of this machine)::
 
     from simulation.materials import molecule_box
     from simulation.md import run
     from simulation import analysis
 
-    box = molecule_box("CO", n=6, density=0.79, seed=0)
-    traj = run(box, potential="workbench-organic", protocol="NVT", temperature=300, steps=400, report_every=4)
-    r, g = analysis.rdf(traj.positions, r_max=3.6, cell=box.cell,
-                        i_atoms=[i for i, z in enumerate(box.numbers) if z == 8])   # O-O g(r)
+    box = molecule_box("CO", n=6, density=0.79, seed=0)   # 36 atoms in a 7.39 A cube
+    traj = run(box, potential="workbench-organic", protocol="NVT", temperature=300, steps=200, report_every=4)
+    oxygens = [i for i, z in enumerate(box.numbers) if z == 8]
+    r, g = analysis.rdf(traj.positions, r_max=3.6, cell=box.cell, i_atoms=oxygens, j_atoms=oxygens)  # O-O g(r)
 """
 
 from __future__ import annotations

@@ -94,6 +94,12 @@ def test_analysis_accessor_matches_the_functions(traj):
     np.testing.assert_allclose(g, analysis.rdf(traj.positions, 4.0, 40)[1])
     _, g_ch = acc.rdf(r_max=4.0, n_bins=40, a="C", b="H")
     assert g_ch[(r > 1.0) & (r < 1.2)].sum() > 0  # C-H bonds near 1.1 A
+    _, g_hh = acc.rdf(r_max=4.0, n_bins=40, a="H")  # b defaults to a: H-H only, no bonded pairs
+    hydrogens = np.nonzero(traj.numbers == 1)[0]
+    np.testing.assert_allclose(g_hh, analysis.rdf(traj.positions, 4.0, 40, None, hydrogens, hydrogens)[1])
+    assert g_hh[r < 1.4].sum() == 0
+    with pytest.raises(ValueError, match="no N atoms"):
+        acc.rdf(a="N")
     lag, m = acc.msd()
     assert m[0] == 0 and lag[1] == pytest.approx(0.001)
     freq, dos = acc.vdos()
