@@ -95,7 +95,7 @@ def _path_conservation(model, z, x) -> float:
     z, x = torch.as_tensor(z), torch.as_tensor(x, dtype=torch.float64)
     d = torch.as_tensor(np.random.default_rng(0).normal(size=tuple(x.shape)))
     d /= d.norm()
-    ts = np.linspace(0.0, 0.3, 151)
+    ts = np.linspace(0.0, 0.3, 61)
     energy, slope = [], []
     for t in ts:
         e, f = model.energy_and_forces(z, x + float(t) * d)
@@ -104,6 +104,145 @@ def _path_conservation(model, z, x) -> float:
     model.float()
     work = -np.trapezoid(slope, ts)
     return abs(energy[-1] - energy[0] - work) / max(abs(energy[-1] - energy[0]), 1e-12)
+
+
+def _compare_vector_quantizers(model: EquivariantPotential, test: LabelledSet, frames: int = 20) -> dict:
+    """8-bit MDDQ with the direction grid in local frames / on fixed axes, the Fibonacci sphere codebook (12-bit
+    directions) and the naive per-component quantizer, on the final-layer vector features of test frames:
+    relative error, rotation error and time per call."""
+    from simulation.model import _edge_vectors
+    from simulation.quantize.graph import local_frames
+    from simulation.quantize.lee import random_rotations
+    from simulation.quantize.mddq import MDDQ, NaiveVectorQuantizer
+
+    def frames_of(pos):
+        batch = torch.zeros(len(pos), dtype=torch.long)
+        i, j, images = neighbour_list(pos, model.config.cutoff, batch)
+        vec = _edge_vectors(pos, i, j, images, batch, None)
+        d = vec.norm(dim=-1)
+        return local_frames(vec / d[:, None], d, i, len(pos))
+
+    samples = []
+    with torch.no_grad():
+        for k in range(frames):
+            z, x, _, _ = test.frame(k)
+            z, x = torch.as_tensor(z), torch.as_tensor(x, dtype=torch.float32)
+            _, v = model.features(z, x)
+            samples.append((x, v.detach().transpose(1, 2).contiguous()))  # (atoms, 3, F)
+    features = model.config.features
+    quantizers = {
+        "mddq_local_frames": MDDQ(features, 8),
+        "mddq_global_axes": MDDQ(features, 8, use_frames=False),
+        "mddq_sphere_codebook_12bit": MDDQ(features, 8, codebook="sphere", use_frames=False),
+        "naive_per_component": NaiveVectorQuantizer(features, 8),
+    }
+    allv = torch.cat([v for _, v in samples])
+    out = {}
+    rotations = random_rotations(5, seed=3, dtype=torch.float32)
+    for name, q in quantizers.items():
+        q.calibrate(allv)
+        q.eval()
+        rel, rot, seconds = [], [], 0.0
+        with torch.no_grad():
+            for x, v in samples:
+                fr = frames_of(x)
+                t0 = time.perf_counter()
+                qv = q(v, fr)
+                seconds += time.perf_counter() - t0
+                norm = v.norm(dim=1).clamp_min(1e-6)
+                rel.append(float(((qv - v).norm(dim=1) / norm).mean()))
+                for r in rotations:
+                    vr = torch.einsum("ab,nbf->naf", r, v)
+                    diff = q(vr, frames_of(x @ r.T)) - torch.einsum("ab,nbf->naf", r, qv)
+                    rot.append(float((diff.norm(dim=1) / norm).mean()))
+        out[name] = {
+            "relative_error": float(np.mean(rel)),
+            "rotation_error_relative": float(np.mean(rot)),
+            "ms_per_call": 1000.0 * seconds / len(samples),
+        }
+    return out
+
+
+_FOLDERS = {
+    "naive_w4a8": BUILD / "ethanol-naive-w4a8",
+    "gaq_w4a8": CKPT / "ethanol-w4a8",
+    "gaq_w4a8_no_schedule": BUILD / "ethanol-w4a8-noschedule",
+    "ablation_cosine_fp32": BUILD / "ethanol-cosine-w4a8" / "float",
+    "ablation_cosine_w4a8": BUILD / "ethanol-cosine-w4a8",
+    "ablation_dot_fp32": BUILD / "ethanol-dot-w4a8" / "float",
+    "ablation_dot_w4a8": BUILD / "ethanol-dot-w4a8",
+}
+_PTQ = {
+    "naive_w8a8": QuantSpec(8, 8, "naive"),
+    "gaq_w8a8": QuantSpec(8, 8, "mddq"),
+    "gaq_w4a8_ptq": QuantSpec(4, 8, "mddq"),
+}
+
+
+def _build(name: str, train: LabelledSet) -> tuple[object, str]:
+    """The ethanol model of row ``name`` and where it comes from."""
+    if name == "fp32":
+        return EquivariantPotential.from_pretrained(CKPT / "ethanol"), "simulation/checkpoints/ethanol"
+    if name in _PTQ:
+        fp32 = EquivariantPotential.from_pretrained(CKPT / "ethanol")
+        tmp = Path(tempfile.mkdtemp(prefix="quant-bench-"))
+        source = "post-training quantization, calibrated on 8 x 32 training frames"
+        return _packed(quantize(fp32, _PTQ[name], train), tmp / name), source
+    if name == "gaq_w4a8_global_grid":
+        model = QuantizedPotential.from_pretrained(CKPT / "ethanol-w4a8")
+        for q in model.vector_q.values():
+            q.use_frames = False
+        return model, "the shipped GAQ W4A8 weights, direction grid on the fixed x, y, z axes"
+    folder = _FOLDERS[name]
+    model = (
+        EquivariantPotential.from_pretrained(folder)
+        if name.endswith("_fp32")
+        else QuantizedPotential.from_pretrained(folder)
+    )
+    source = str(folder.relative_to(ROOT))
+    log = (folder.parent if name.endswith("_fp32") else folder) / "qat_log.jsonl"
+    if log.exists():
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        tests = [r for r in records if r.get("event") == "test"]
+        floats = [r for r in records if r.get("event") == "float_test"]
+        if name.endswith("_fp32") and floats:
+            source += f" (float fine-tuning {floats[-1]['steps']} steps)"
+        elif tests:
+            source += f" (QAT {tests[-1]['steps']} steps)"
+    return model, source
+
+
+def _evaluate_row(name: str, settings: dict) -> dict:
+    """Accuracy, LEE, bytes, latency and path conservation of one ethanol row (runs in a worker process)."""
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    data = LabelledSet.load(DATA / "ethanol.npz")
+    train, test = data.split_set("train"), data.split_set("test")
+    model, source = _build(name, train)
+    rng = np.random.default_rng(0)
+    lee_frames = rng.choice(test.n_frames, size=min(settings["configs"], test.n_frames), replace=False)
+    numbers = test.frame(int(lee_frames[0]))[0]
+    lee_configs = [test.frame(int(f))[1] for f in lee_frames]
+    z1, x1 = torch.as_tensor(numbers).long(), torch.as_tensor(lee_configs[0]).float()
+    metrics = evaluate(model, test)
+    main_row = name in ("fp32", "naive_w4a8", "gaq_w4a8")
+    configs = lee_configs if main_row else lee_configs[: settings["ablation_configs"]]
+    lee = local_equivariance_error(model, numbers, configs, n_rotations=settings["rotations"], seed=1)
+    row = {
+        "source": source,
+        "energy_mae_mev": metrics["energy_mae_mev"],
+        "force_mae_mev_per_a": metrics["force_mae_mev_per_a"],
+        "lee_mev_per_a": lee["lee_mev_per_a"],
+        "lee_configs_x_rotations": f"{lee['n_configs']} x {lee['n_rotations']}",
+        "lie_derivative_mev_per_a_per_rad": lie_derivative_error(model, numbers, lee_configs[:5]),
+        "weight_bytes": _weight_bytes(model),
+        "single_molecule_ef_ms": 1000.0 * _ef_seconds(model, z1, x1, torch.zeros(len(z1), dtype=torch.long), 20),
+        "_force_scale": lee["force_scale_mev_per_a"],
+    }
+    if isinstance(model, QuantizedPotential) or name == "fp32":
+        row["energy_path_conservation_rel"] = _path_conservation(model, numbers, lee_configs[0])
+    print(name, json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return row
 
 
 # ------------------------------------------------------------------------------------------------ MD
@@ -183,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--md-minutes", type=float, default=30.0, help="wall clock per MD run (in parallel)")
     parser.add_argument("--md-workers", type=int, default=3)
+    parser.add_argument("--row-workers", type=int, default=3, help="processes evaluating the ethanol rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
@@ -195,73 +335,32 @@ def main(argv: list[str] | None = None) -> dict:
         md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "workbench-ethanol-w4a8", "NVT", args.md_minutes)
 
     data = LabelledSet.load(DATA / "ethanol.npz")
-    train, test = data.split_set("train"), data.split_set("test")
+    test = data.split_set("test")
     fp32 = EquivariantPotential.from_pretrained(CKPT / "ethanol")
-    tmp = Path(tempfile.mkdtemp(prefix="quant-bench-"))
-
-    models: dict[str, object] = {"fp32": fp32}
-    provenance: dict[str, str] = {"fp32": "simulation/checkpoints/ethanol"}
-    for name, spec in [("naive_w8a8", QuantSpec(8, 8, "naive")), ("gaq_w8a8", QuantSpec(8, 8, "mddq"))]:
-        models[name] = _packed(quantize(fp32, spec, train), tmp / name)
-        provenance[name] = "post-training quantization, calibrated on 8 x 32 training frames"
-    models["gaq_w4a8_ptq"] = _packed(quantize(fp32, QuantSpec(4, 8, "mddq"), train), tmp / "gaq_w4a8_ptq")
-    provenance["gaq_w4a8_ptq"] = "calibration only, no QAT"
-    folders = {
-        "naive_w4a8": BUILD / "ethanol-naive-w4a8",
-        "gaq_w4a8": CKPT / "ethanol-w4a8",
-        "gaq_w4a8_no_schedule": BUILD / "ethanol-w4a8-noschedule",
-        "ablation_cosine_fp32": BUILD / "ethanol-cosine-w4a8" / "float",
-        "ablation_cosine_w4a8": BUILD / "ethanol-cosine-w4a8",
-        "ablation_dot_fp32": BUILD / "ethanol-dot-w4a8" / "float",
-        "ablation_dot_w4a8": BUILD / "ethanol-dot-w4a8",
-    }
-    for name, folder in folders.items():
-        if not (folder / "config.json").exists():
-            print(f"skipping {name}: {folder} not built", flush=True)
-            continue
-        if name.endswith("_fp32"):
-            models[name] = EquivariantPotential.from_pretrained(folder)
+    names = ["fp32", "naive_w8a8", "gaq_w8a8", "gaq_w4a8_ptq"]
+    for name, folder in _FOLDERS.items():
+        if (folder / "config.json").exists():
+            names.append(name)
         else:
-            models[name] = QuantizedPotential.from_pretrained(folder)
-        provenance[name] = str(folder.relative_to(ROOT))
-        log = folder / "qat_log.jsonl"
-        if log.exists():
-            steps = [json.loads(line) for line in log.read_text().splitlines() if '"event": "test"' in line]
-            if steps:
-                provenance[name] += f" (QAT {steps[-1]['steps']} steps)"
-
-    rng = np.random.default_rng(0)
-    lee_frames = rng.choice(test.n_frames, size=min(args.configs, test.n_frames), replace=False)
-    numbers = test.frame(int(lee_frames[0]))[0]
-    lee_configs = [test.frame(int(f))[1] for f in lee_frames]
-    z1, x1 = torch.as_tensor(numbers).long(), torch.as_tensor(lee_configs[0]).float()
+            print(f"skipping {name}: {folder} not built", flush=True)
+    names.append("gaq_w4a8_global_grid")
+    settings = {"configs": args.configs, "rotations": args.rotations, "ablation_configs": args.ablation_configs}
+    with futures.ProcessPoolExecutor(max_workers=args.row_workers) as row_pool:
+        done = dict(zip(names, row_pool.map(_evaluate_row, names, [settings] * len(names)), strict=True))
     rows: dict[str, dict] = {}
-    for name, model in models.items():
-        t0 = time.perf_counter()
-        metrics = evaluate(model, test)
-        main_row = name in ("fp32", "naive_w4a8", "gaq_w4a8")
-        configs = lee_configs if main_row else lee_configs[: args.ablation_configs]
-        lee = local_equivariance_error(model, numbers, configs, n_rotations=args.rotations, seed=1)
-        row = {
-            "source": provenance[name],
-            "energy_mae_mev": metrics["energy_mae_mev"],
-            "force_mae_mev_per_a": metrics["force_mae_mev_per_a"],
-            "lee_mev_per_a": lee["lee_mev_per_a"],
-            "lee_configs_x_rotations": f"{lee['n_configs']} x {lee['n_rotations']}",
-            "lie_derivative_mev_per_a_per_rad": lie_derivative_error(model, numbers, lee_configs[:10]),
-            "weight_bytes": _weight_bytes(model),
-            "single_molecule_ef_ms": 1000.0 * _ef_seconds(model, z1, x1, torch.zeros(len(z1), dtype=torch.long), 30),
-        }
-        if isinstance(model, QuantizedPotential) or name == "fp32":
-            row["energy_path_conservation_rel"] = _path_conservation(model, numbers, lee_configs[0])
-        rows[name] = row
-        print(name, json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for name in names:
+        rows[name] = done[name]
     for name in rows:
         if name != "fp32":
             rows[name]["single_molecule_ratio_vs_fp32"] = (
                 rows["fp32"]["single_molecule_ef_ms"] / rows[name]["single_molecule_ef_ms"]
             )
-    lee_force_scale = lee["force_scale_mev_per_a"]
+    lee_force_scale = rows["fp32"].pop("_force_scale")
+    for row in rows.values():
+        row.pop("_force_scale", None)
+
+    vector_quantizers = _compare_vector_quantizers(fp32, test)
+    print("vector quantizers", json.dumps(vector_quantizers), flush=True)
 
     # ---- memory and batched throughput on ~20-atom molecules (aspirin, 21 atoms)
     asp = LabelledSet.load(DATA / "aspirin.npz")
@@ -383,11 +482,13 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "lee_setup": {
             "molecule": "ethanol",
-            "configurations": len(lee_configs),
+            "configurations": min(args.configs, test.n_frames),
+            "configurations_other_rows": min(args.ablation_configs, args.configs),
             "rotations": args.rotations,
             "mean_force_norm_mev_per_a": lee_force_scale,
         },
         "speed": speed,
+        "vector_quantizers": vector_quantizers,
         "memory": memory,
         "shipped": shipped,
         "md": md,
@@ -416,13 +517,15 @@ def _write_markdown(fig: dict, path: Path) -> None:
         "gaq_w4a8_ptq": "GAQ W4A8, no QAT",
         "gaq_w4a8": "**GAQ W4A8 (QAT, shipped)**",
         "gaq_w4a8_no_schedule": "GAQ W4A8, QAT without branch schedules",
+        "gaq_w4a8_global_grid": "GAQ W4A8, direction grid on fixed axes (no local frames)",
         "ablation_cosine_fp32": "ablation: cosine attention FP32",
         "ablation_cosine_w4a8": "ablation: cosine attention GAQ W4A8",
         "ablation_dot_fp32": "ablation: dot-product attention FP32",
         "ablation_dot_w4a8": "ablation: dot-product attention GAQ W4A8",
     }
     lines = [
-        "| ethanol model | energy MAE (meV) | force MAE (meV/Å) | LEE (meV/Å) | weight bytes | single-molecule E+F (ms) |",
+        "| ethanol model | energy MAE (meV) | force MAE (meV/Å) | LEE (meV/Å) | weight bytes "
+        "| single-molecule E+F (ms) |",
         "|---|---|---|---|---|---|",
     ]
     for name, row in fig["rows"].items():
@@ -438,17 +541,20 @@ def _write_markdown(fig: dict, path: Path) -> None:
         + ", ".join(f"W4A8 `{k}` {v['seconds']:.2f} s ({v['ratio_vs_fp32']:.2f}×)" for k, v in sp["kernels"].items())
         + ".",
         "",
-        "| shipped | FP32 force MAE | GAQ W4A8 force MAE | FP32 weights (bytes) | W4A8 weights (bytes) | file FP32 → W4A8 |",
+        "| shipped | FP32 force MAE | GAQ W4A8 force MAE | FP32 weights (bytes) | W4A8 weights (bytes) "
+        "| file FP32 → W4A8 |",
         "|---|---|---|---|---|---|",
     ]
     for mol, s in fig["shipped"].items():
         lines.append(
-            f"| {mol} | {_fmt(s['fp32_force_mae'])} | {_fmt(s['gaq_w4a8_force_mae'])} | {_fmt(s['weight_bytes_fp32'])} | "
+            f"| {mol} | {_fmt(s['fp32_force_mae'])} | {_fmt(s['gaq_w4a8_force_mae'])} | "
+            f"{_fmt(s['weight_bytes_fp32'])} | "
             f"{_fmt(s['weight_bytes_w4a8'])} | {_fmt(s['file_bytes_fp32'])} → {_fmt(s['file_bytes_w4a8'])} |"
         )
     lines += [
         "",
-        "| MD (ethanol, 0.5 fs, Reference platform) | length (ps) | ns/day | drift (meV/atom/ps) | T mean ± std (K) | bonds intact |",
+        "| MD (ethanol, 0.5 fs, Reference platform) | length (ps) | ns/day | drift (meV/atom/ps) "
+        "| T mean ± std (K) | bonds intact |",
         "|---|---|---|---|---|---|",
     ]
     for key, m in fig["md"].items():
@@ -457,7 +563,8 @@ def _write_markdown(fig: dict, path: Path) -> None:
             continue
         lines.append(
             f"| {m['protocol']} {m['model']} | {_fmt(m['simulated_ps'], 2)} | {_fmt(m['ns_per_day'], 3)} | "
-            f"{_fmt(m['drift_mev_per_atom_per_ps'], 3)} | {_fmt(m['temperature_mean_k'], 0)} ± {_fmt(m['temperature_std_k'], 0)} | "
+            f"{_fmt(m['drift_mev_per_atom_per_ps'], 3)} | "
+            f"{_fmt(m['temperature_mean_k'], 0)} ± {_fmt(m['temperature_std_k'], 0)} | "
             f"{m['bonds_intact']} |"
         )
     path.write_text("\n".join(lines) + "\n")

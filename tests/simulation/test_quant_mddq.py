@@ -98,3 +98,30 @@ def test_lee_of_mddq_model_is_far_below_naive(small_model, ethanol):
         lee[method] = local_equivariance_error(fq, numbers, configs, n_rotations=12)["lee_mev_per_a"]
     assert lee["none"] < 1e-6  # weight quantization alone keeps exact equivariance (float64 floor)
     assert lee["mddq"] < lee["naive"] / 3
+
+
+def test_mddq_in_local_frames_commutes_with_rotations_exactly(ethanol):
+    from simulation.model import _edge_vectors, neighbour_list
+    from simulation.quantize.graph import local_frames
+
+    x = torch.as_tensor(ethanol[1])
+    v = _vectors(n=len(x), f=8)
+    q = MDDQ(8, bits=8).double()
+    q.calibrate(v)
+
+    def frames_of(pos):
+        batch = torch.zeros(len(pos), dtype=torch.long)
+        i, j, images = neighbour_list(pos, 5.0, batch)
+        vec = _edge_vectors(pos, i, j, images, batch, None)
+        d = vec.norm(dim=-1)
+        return local_frames(vec / d[:, None], d, i, len(pos))
+
+    f0 = frames_of(x)
+    assert torch.allclose(torch.bmm(f0, f0.transpose(1, 2)), torch.eye(3, dtype=torch.float64).expand(len(x), 3, 3))
+    assert torch.allclose(torch.linalg.det(f0), torch.ones(len(x), dtype=torch.float64))
+    with torch.no_grad():
+        base = q(v, f0)
+        for r in random_rotations(10, seed=4):
+            vr = torch.einsum("ab,nbf->naf", r, v)
+            diff = q(vr, frames_of(x @ r.T)) - torch.einsum("ab,nbf->naf", r, base)
+            assert float(diff.abs().max()) < 1e-9  # the grid turns with the molecule
