@@ -134,9 +134,10 @@ class Trajectory:
             text += f", drift {s['drift_mev_per_atom_ps']:.3g} meV/atom/ps"
         return text + (", periodic)" if s["periodic"] else ")")
 
-    def plot(self, *, figsize: tuple[float, float] = (8.0, 5.0)):
-        """A matplotlib ``Figure``: potential, kinetic and total energy (relative to the first total energy,
-        meV) with the straight-line drift fit of the total, and the temperature (K) below.
+    def plot(self, *, figsize: tuple[float, float] = (8.0, 6.0)):
+        """A matplotlib ``Figure`` in three panels sharing the time axis: potential, kinetic and total energy
+        (meV, relative to the first total energy); the total energy alone on its own scale with the
+        straight-line drift fit (meV/atom/ps in the legend); the temperature (K).
 
         Uses ``matplotlib.figure.Figure`` directly (no pyplot state): notebooks display the returned figure,
         scripts call ``fig.savefig(path)``.
@@ -148,25 +149,28 @@ class Trajectory:
         t = self.time_ps
         e0 = self.total_energy[0]
         fig = Figure(figsize=figsize, layout="constrained")
-        ax_e, ax_t = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+        ax_e, ax_d, ax_t = fig.subplots(3, 1, sharex=True, height_ratios=[2, 1, 1])
         ax_e.plot(t, 1000 * (self.potential_energy - e0), label="potential", color="tab:blue", lw=1)
         ax_e.plot(t, 1000 * self.kinetic_energy, label="kinetic", color="tab:orange", lw=1)
         ax_e.plot(t, 1000 * (self.total_energy - e0), label="total", color="black", lw=1.2)
+        ax_e.set_ylabel("E − E_total(0) (meV)")
+        ax_e.legend(loc="best", fontsize=8, ncol=3)
+        ax_e.set_title(f"{self.formula}: {self.protocol}, {self.n_atoms} atoms, {self.timestep_fs:g} fs step")
+        ax_d.plot(t, 1000 * (self.total_energy - e0), label="total", color="black", lw=1)
         if self.n_frames >= 2:
             slope, intercept = np.polyfit(t, self.total_energy, 1)
-            ax_e.plot(
+            ax_d.plot(
                 t,
                 1000 * (slope * t + intercept - e0),
                 ls="--",
                 color="tab:red",
                 label=f"drift {1000 * slope / self.n_atoms:.3g} meV/atom/ps",
             )
-        ax_e.set_ylabel("energy − E_total(0) (meV)")
-        ax_e.legend(loc="best", fontsize=8, ncol=2)
-        ax_e.set_title(f"{self.formula}: {self.protocol}, {self.n_atoms} atoms, {self.timestep_fs:g} fs step")
+        ax_d.set_ylabel("total (meV)")
+        ax_d.legend(loc="best", fontsize=8)
         ax_t.plot(t, self.temperature, color="tab:green", lw=1)
         ax_t.axhline(float(np.mean(self.temperature)), color="tab:green", ls=":", lw=1)
-        ax_t.set_ylabel("temperature (K)")
+        ax_t.set_ylabel("T (K)")
         ax_t.set_xlabel("time (ps)")
         return fig
 
@@ -246,7 +250,7 @@ class Trajectory:
         figure = ""
         if self.n_frames >= 2:
             buffer = io.StringIO()
-            self.plot(figsize=(6.0, 3.6)).savefig(buffer, format="svg")
+            self.plot(figsize=(6.0, 4.5)).savefig(buffer, format="svg")
             svg = buffer.getvalue()
             figure = f"<div style='max-width:600px'>{svg[svg.find('<svg') :]}</div>"
         return (

@@ -42,13 +42,14 @@ def test_plot_draws_energies_temperature_and_drift_fit(traj):
 
     fig = traj.plot()
     assert isinstance(fig, Figure)
-    energy_ax, temperature_ax = fig.axes
-    labels = [line.get_label() for line in energy_ax.get_lines()]
-    assert labels[:3] == ["potential", "kinetic", "total"]
-    assert labels[3].startswith("drift ")
+    energy_ax, drift_ax, temperature_ax = fig.axes
+    assert [line.get_label() for line in energy_ax.get_lines()] == ["potential", "kinetic", "total"]
     assert len(energy_ax.get_lines()[0].get_xdata()) == traj.n_frames
+    total, fit = drift_ax.get_lines()
+    np.testing.assert_allclose(total.get_ydata(), 1000 * (traj.total_energy - traj.total_energy[0]))
+    assert fit.get_label() == f"drift {traj.energy_drift():.3g} meV/atom/ps"
     np.testing.assert_allclose(temperature_ax.get_lines()[0].get_ydata(), traj.temperature)
-    assert "temperature" in temperature_ax.get_ylabel()
+    assert "T (K)" in temperature_ax.get_ylabel()
 
 
 def test_show_returns_an_animated_py3dmol_view(traj):
