@@ -100,3 +100,15 @@ def test_packed_checkpoint_into_another_shape_names_the_mismatch(packed, tmp_pat
     (plain / WEIGHTS_NAME).write_bytes(b"")
     with pytest.raises(CheckpointError, match="quantization"):
         QuantizedPotential.from_pretrained(plain)
+
+
+def test_shipped_w4a8_names_load_and_predict(ethanol):
+    from simulation.openmm import CHECKPOINTS, load_potential
+
+    for name in ("workbench-organic-w4a8", "workbench-ethanol-w4a8", "workbench-aspirin-w4a8"):
+        model = load_potential(name)
+        assert isinstance(model, QuantizedPotential) and model.spec.weight_bits == 4
+    folder = CHECKPOINTS / "ethanol-w4a8"
+    assert (folder / WEIGHTS_NAME).stat().st_size * 4 < (CHECKPOINTS / "ethanol" / WEIGHTS_NAME).stat().st_size
+    energy, forces = load_potential("workbench-ethanol-w4a8").predict(*ethanol)
+    assert np.isfinite(energy) and np.isfinite(forces).all()
