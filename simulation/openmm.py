@@ -77,7 +77,8 @@ def load_potential(
 
 def to_structure(molecule: object, name: str | None = None) -> Structure3D:
     """Coerce an RDKit ``Mol`` with a conformer, an ``.sdf``/``.mol``/``.pdb`` path, a SMILES (embedded with
-    ETKDGv3 + MMFF94), a ``(numbers, positions)`` pair or a :class:`Structure3D` into a :class:`Structure3D`.
+    ETKDGv3 + MMFF94), a ``(numbers, positions)`` pair, a pymatgen ``Structure``/``Molecule``, an ASE ``Atoms``
+    or a :class:`Structure3D` into a :class:`Structure3D` (periodic when it carries a cell).
 
     A molecule without 3D coordinates raises :class:`InvalidMoleculeError` saying how to embed it.
     """
@@ -85,6 +86,15 @@ def to_structure(molecule: object, name: str | None = None) -> Structure3D:
 
     if isinstance(molecule, Structure3D):
         return molecule
+    module = type(molecule).__module__
+    if module.startswith("pymatgen."):  # Structure (periodic) or Molecule
+        from simulation.materials import from_pymatgen
+
+        return from_pymatgen(molecule, name)
+    if module.startswith("ase."):
+        from simulation.materials import from_ase
+
+        return from_ase(molecule, name)
     if isinstance(molecule, tuple) and len(molecule) == 2:
         z, x = check_geometry(molecule[0], molecule[1], source=name or "structure")
         return Structure3D(z, x, [], name=name or "structure")
