@@ -6,11 +6,12 @@
 ['CCO']
 
 SELFIES strings are split into tokens from a fixed alphabet (stored in the JSON config), padded to
-``max_len`` and ended with an end token. A GRU reads the tokens into a Gaussian posterior
-(``mu``, ``logvar``) of ``latent_dim`` dimensions; a second GRU, started from and fed the latent at
-every step, writes them back. Any token sequence decodes to a valid SELFIES string, so every latent
-decodes to a molecule; :meth:`SelfiesVAE.decode_molecules` still validates each one with
-:func:`workbench.chem.validate` and reports the ones that fail.
+``max_len`` and ended with an end token. An MLP reads the embedded token sequence into a Gaussian
+posterior (``mu``, ``logvar``) of ``latent_dim`` dimensions; a second MLP writes the logits of every
+position at once (non-autoregressive), so decoding a batch of latents is a few matrix products.
+Any token sequence decodes to a valid SELFIES string, so every latent decodes to a molecule;
+:meth:`SelfiesVAE.decode_molecules` still validates each one with :func:`workbench.chem.validate`
+and reports the ones that fail.
 
 ``latent_mean`` / ``latent_std`` (per dimension, measured on the training set after training) turn
 posterior means into the unit-scale latents the denoiser is trained on: see :meth:`normalise` and
@@ -31,13 +32,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from workbench.chem import Molecule, ValidationReport, validate
+from workbench.chem.rules import DEFAULT_RULES, RuleSet
 from workbench.errors import InvalidMoleculeError
 
-__all__ = ["SelfiesVAE", "SelfiesVocabulary", "DecodedMolecule", "PAD", "EOS", "BOS"]
+__all__ = ["SelfiesVAE", "SelfiesVocabulary", "DecodedMolecule", "DECISIVE_RULES", "PAD", "EOS", "BOS"]
 
 # SMILES -> SELFIES is the slow part of tokenizing a corpus; building the vocabulary and then the
 # token ids encodes every molecule twice, so remember the results.
 _to_selfies = functools.lru_cache(maxsize=250_000)(sf.encoder)
+
+DECISIVE_RULES: RuleSet = DEFAULT_RULES.disable(
+    *[r.id for r in DEFAULT_RULES if r.enabled and r.stage != "sanitize" and r.severity != "error"]
+)
+"""The default rules that can fail a molecule (severity ``error``); validation verdicts match DEFAULT_RULES."""
 
 PAD = "[nop]"
 EOS = "[EOS]"
@@ -88,6 +95,12 @@ class SelfiesVocabulary:
             return None
         if selfies is None:
             return None
+        return self.encode_selfies(selfies, max_len)
+
+    def encode_selfies(self, selfies: str | None, max_len: int) -> list[int] | None:
+        """Token ids of a SELFIES string (as :meth:`encode`, without the SMILES -> SELFIES step)."""
+        if selfies is None:
+            return None
         tokens = list(sf.split_selfies(selfies))
         if len(tokens) + 1 > max_len or any(t not in self.index for t in tokens):
             return None
@@ -108,19 +121,28 @@ class SelfiesVocabulary:
 
 @dataclass(frozen=True)
 class DecodedMolecule:
-    """One decoded latent: the SMILES it became, the Molecule (None if it failed) and its report."""
+    """One decoded latent: the SMILES it became, the Molecule (None if it failed) and its report.
+
+    ``attempts`` is 1 when the latent itself decoded to a valid molecule; more when a failed decode
+    was retried from nearby latents (see :meth:`SelfiesVAE.decode_molecules`).
+    """
 
     smiles: str
     molecule: Molecule | None
     validation: ValidationReport
+    attempts: int = 1
 
 
 class SelfiesVAE(ModelMixin, ConfigMixin):
-    """GRU encoder / GRU decoder VAE over SELFIES tokens.
+    """SELFIES VAE: MLP encoder over the embedded token sequence, non-autoregressive MLP decoder.
 
     >>> vae = SelfiesVAE(tokens=["[C]", "[O]"], max_len=8, embed_dim=8, hidden_dim=16, latent_dim=4)
     >>> vae.encode_smiles(["CCO", "CO"]).shape
     torch.Size([2, 4])
+
+    The decoder predicts every token position at once from the latent (no teacher forcing, so no
+    exposure bias and no sequential loop at sampling time): decoding a batch is three matrix
+    products and an argmax.
     """
 
     @register_to_config
@@ -128,9 +150,9 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         self,
         tokens: Sequence[str] = (),
         max_len: int = 60,
-        embed_dim: int = 64,
-        hidden_dim: int = 256,
-        latent_dim: int = 48,
+        embed_dim: int = 16,
+        hidden_dim: int = 512,
+        latent_dim: int = 64,
         latent_mean: Sequence[float] | None = None,
         latent_std: Sequence[float] | None = None,
     ):
@@ -138,22 +160,34 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         self.vocab = SelfiesVocabulary(tokens)
         n_tokens = len(self.vocab)
         self.embed = nn.Embedding(n_tokens, embed_dim, padding_idx=self.vocab.pad_id)
-        self.encoder_gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+        self.encoder = nn.Sequential(
+            nn.Linear(max_len * embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
+        )
         self.to_posterior = nn.Linear(hidden_dim, 2 * latent_dim)
-        self.latent_to_hidden = nn.Linear(latent_dim, hidden_dim)
-        self.decoder_gru = nn.GRU(embed_dim + latent_dim, hidden_dim, batch_first=True)
-        self.to_logits = nn.Linear(hidden_dim, n_tokens)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
+        )
+        self.to_logits = nn.Linear(hidden_dim, max_len * n_tokens)
         mean = torch.tensor(latent_mean if latent_mean is not None else [0.0] * latent_dim, dtype=torch.float32)
         std = torch.tensor(latent_std if latent_std is not None else [1.0] * latent_dim, dtype=torch.float32)
         self.register_buffer("_latent_mean", mean, persistent=False)
         self.register_buffer("_latent_std", std, persistent=False)
 
     # ------------------------------------------------------------------ tokens
-    def tokenize(self, smiles: Sequence[str]) -> tuple[torch.Tensor, list[int]]:
-        """Token ids (batch, max_len) of the encodable SMILES, and the indices of those kept."""
+    def tokenize(
+        self, smiles: Sequence[str], selfies: Sequence[str | None] | None = None
+    ) -> tuple[torch.Tensor, list[int]]:
+        """Token ids (batch, max_len) of the encodable SMILES, and the indices of those kept.
+
+        ``selfies`` (the SELFIES of each SMILES, None where it has none) skips the slow SMILES ->
+        SELFIES translation when it is known already.
+        """
         rows, kept = [], []
         for i, s in enumerate(smiles):
-            ids = self.vocab.encode(s, self.config.max_len)
+            if selfies is None:
+                ids = self.vocab.encode(s, self.config.max_len)
+            else:
+                ids = self.vocab.encode_selfies(selfies[i], self.config.max_len)
             if ids is not None:
                 rows.append(ids)
                 kept.append(i)
@@ -163,29 +197,22 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ network
     def posterior(self, token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``mu``, ``logvar`` (batch, latent_dim) of token ids (batch, max_len)."""
-        # Read the whole padded sequence and take the state at the EOS token (cheaper than packing on CPU).
-        last = (token_ids != self.vocab.pad_id).sum(dim=1).clamp(min=1) - 1
-        out, _ = self.encoder_gru(self.embed(token_ids))  # (batch, length, hidden)
-        h = out[torch.arange(out.shape[0], device=out.device), last].unsqueeze(0)
-        mu, logvar = self.to_posterior(h[0]).chunk(2, dim=-1)
+        """``mu``, ``logvar`` (batch, latent_dim) of token ids (batch, length <= max_len)."""
+        length = token_ids.shape[1]
+        if length < self.config.max_len:  # batches may be trimmed to their longest sequence
+            token_ids = F.pad(token_ids, (0, self.config.max_len - length), value=self.vocab.pad_id)
+        mu, logvar = self.to_posterior(self.encoder(self.embed(token_ids).flatten(1))).chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 6.0)
 
-    def teacher_forced_logits(self, z: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-        """Next-token logits (batch, max_len, vocab) given the latent and the true previous tokens."""
-        batch, length = token_ids.shape
-        bos = torch.full((batch, 1), self.vocab.bos_id, dtype=torch.long, device=token_ids.device)
-        inputs = self.embed(torch.cat([bos, token_ids[:, :-1]], dim=1))
-        inputs = torch.cat([inputs, z.unsqueeze(1).expand(batch, length, z.shape[-1])], dim=-1)
-        h0 = torch.tanh(self.latent_to_hidden(z)).unsqueeze(0)
-        out, _ = self.decoder_gru(inputs, h0)
-        return self.to_logits(out)
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Token logits (batch, max_len, vocab) for every position, from latents ``z`` (batch, latent_dim)."""
+        return self.to_logits(self.decoder(z)).view(z.shape[0], self.config.max_len, len(self.vocab))
 
     def loss(self, token_ids: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
         """ELBO terms for a batch: ``loss`` = reconstruction (nats/molecule) + ``beta`` x KL."""
         mu, logvar = self.posterior(token_ids)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logits = self.teacher_forced_logits(z, token_ids)
+        logits = self.logits(z)[:, : token_ids.shape[1]]
         # The loss covers tokens up to and including EOS; padding after it carries no information.
         mask = (token_ids != self.vocab.pad_id).float()
         ce = F.cross_entropy(logits.transpose(1, 2), token_ids, reduction="none")
@@ -197,30 +224,19 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
 
     @torch.no_grad()
     def greedy_decode(self, z: torch.Tensor, min_tokens: int = 4) -> torch.Tensor:
-        """Token ids (batch, max_len) decoded greedily from latents ``z`` (batch, latent_dim).
+        """Token ids (batch, max_len): the most likely token at every position, padded after the first EOS.
 
         The end token is not allowed before ``min_tokens`` tokens, so no latent decodes to an empty
         (or one-atom) molecule.
         """
-        batch = z.shape[0]
-        h = torch.tanh(self.latent_to_hidden(z)).unsqueeze(0)
-        token = torch.full((batch, 1), self.vocab.bos_id, dtype=torch.long, device=z.device)
-        out = torch.full((batch, self.config.max_len), self.vocab.pad_id, dtype=torch.long, device=z.device)
-        finished = torch.zeros(batch, dtype=torch.bool, device=z.device)
-        for step in range(self.config.max_len):
-            inputs = torch.cat([self.embed(token), z.unsqueeze(1)], dim=-1)
-            o, h = self.decoder_gru(inputs, h)
-            logits = self.to_logits(o[:, 0])
-            logits[:, self.vocab.pad_id] = -torch.inf
-            logits[:, self.vocab.bos_id] = -torch.inf
-            if step < min_tokens:
-                logits[:, self.vocab.eos_id] = -torch.inf
-            token = logits.argmax(-1, keepdim=True)
-            out[:, step] = torch.where(finished, self.vocab.pad_id, token[:, 0])
-            finished |= token[:, 0] == self.vocab.eos_id
-            if bool(finished.all()):
-                break
-        return out
+        logits = self.logits(z)
+        logits[:, :, self.vocab.pad_id] = -torch.inf
+        logits[:, :, self.vocab.bos_id] = -torch.inf
+        logits[:, :min_tokens, self.vocab.eos_id] = -torch.inf
+        out = logits.argmax(-1)
+        ended = (out == self.vocab.eos_id).cumsum(dim=1) > 0
+        after_end = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], dim=1)
+        return out.masked_fill(after_end, self.vocab.pad_id)
 
     # ------------------------------------------------------------------ latents in unit scale
     def normalise(self, mu: torch.Tensor) -> torch.Tensor:
@@ -256,23 +272,48 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         z = self.denormalise(z) if normalised else z
         return [self.vocab.decode(row) for row in self.greedy_decode(z.to(self.device)).tolist()]
 
-    def decode_molecules(self, z: torch.Tensor, normalised: bool = False) -> list[DecodedMolecule]:
+    def decode_molecules(
+        self,
+        z: torch.Tensor,
+        normalised: bool = False,
+        rules: RuleSet | None = None,
+        retries: int = 0,
+        retry_noise: float = 0.15,
+        seed: int = 0,
+    ) -> list[DecodedMolecule]:
         """Decode latents and validate each result with :func:`workbench.chem.validate`.
 
         Never raises for bad chemistry: a decoded string that is empty or fails RDKit gives
-        ``molecule=None`` and a report explaining why.
+        ``molecule=None`` and a report explaining why. ``rules`` defaults to :data:`DECISIVE_RULES`
+        (every rule that can fail a molecule, without the warning-only structural alerts and
+        drug-likeness filters, which cost ~30x more): ``ok`` is the same as with the default rule
+        set; pass ``workbench.chem.DEFAULT_RULES`` for the warnings too.
+
+        With ``retries`` > 0 a latent whose decode fails validation is decoded again from up to
+        ``retries`` nearby latents ``z + k * retry_noise * noise`` (unit-scale latents, k = 1, 2, ...,
+        noise drawn from ``seed``: deterministic); the first valid one is kept and ``attempts``
+        records how many decodes it took. A latent that still fails keeps its first report.
         """
-        out = []
-        for smiles in self.decode_smiles(z, normalised=normalised):
-            report = validate(smiles)
-            molecule = None
-            if report.ok and smiles:
-                try:
-                    molecule = Molecule(smiles)
-                except InvalidMoleculeError:
-                    molecule = None
-            out.append(DecodedMolecule(smiles, molecule, report))
+        rules = DECISIVE_RULES if rules is None else rules
+        unit = z if normalised else self.normalise(z)
+        out = [self._decode_checked(s, rules) for s in self.decode_smiles(unit, normalised=True)]
+        generator = torch.Generator().manual_seed(int(seed))
+        for attempt in range(1, retries + 1):
+            failed = [i for i, d in enumerate(out) if d.molecule is None]
+            if not failed:
+                break
+            noise = torch.randn(len(failed), unit.shape[1], generator=generator).to(unit)
+            nearby = unit[failed] + attempt * retry_noise * noise
+            for i, smiles in zip(failed, self.decode_smiles(nearby, normalised=True), strict=True):
+                retry = self._decode_checked(smiles, rules)
+                if retry.molecule is not None:
+                    out[i] = DecodedMolecule(retry.smiles, retry.molecule, retry.validation, attempt + 1)
         return out
+
+    @staticmethod
+    def _decode_checked(smiles: str, rules: RuleSet) -> DecodedMolecule:
+        report = validate(smiles, rules)  # one RDKit parse; the report carries the sanitized Molecule
+        return DecodedMolecule(smiles, report.molecule if report.ok and smiles else None, report)
 
     @torch.no_grad()
     def reconstruction_accuracy(self, smiles: Sequence[str], batch_size: int = 512) -> dict[str, float]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import selfies as sf
 import torch
 from rdkit import Chem
 from safetensors.torch import load_file, save_file
@@ -56,15 +57,15 @@ class AutoencoderTrainingConfig:
     n_test: int = 2_000
     seed: int = 0
     max_len: int = 60
-    embed_dim: int = 64
-    hidden_dim: int = 256
-    latent_dim: int = 48
-    epochs: int = 3
-    max_steps: int | None = 500
+    embed_dim: int = 16
+    hidden_dim: int = 512
+    latent_dim: int = 64
+    epochs: int = 5
+    max_steps: int | None = None
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_min: float = 1e-4
-    beta: float = 0.05
+    beta: float = 0.01
     beta_warmup_steps: int = 1500
     log_every: int = 50
     save_every: int = 250
@@ -83,7 +84,7 @@ class DenoiserTrainingConfig:
     num_train_timesteps: int = 1000
     p_uncond: float = 0.15
     p_keep_property: float = 0.5
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 512
     lr: float = 1e-3
     lr_min: float = 5e-5
@@ -226,11 +227,12 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
     log.write(event="reconstruction", split="moses-train", **model.reconstruction_accuracy(smiles[: cfg.n_test]))
     with torch.no_grad():
         z = torch.randn(cfg.n_prior_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
-        prior = model.decode_molecules(z)
+        prior = model.decode_molecules(z, normalised=True)  # N(0, I) in the unit-scale latent space
     log.write(
         event="prior_samples",
         n=len(prior),
         validity=sum(d.validation.ok for d in prior) / len(prior),
+        uniqueness=len({d.molecule.smiles for d in prior if d.molecule is not None}) / len(prior),
         failures=[d.smiles for d in prior if not d.validation.ok][:10],
     )
     model.save_pretrained(out)
@@ -258,7 +260,15 @@ def compute_training_properties(out: Path, cfg: DenoiserTrainingConfig) -> tuple
     )
     save_file({"properties": props.contiguous()}, props_path)
     smiles_path.write_text(json.dumps(smiles))
+    (out / "training_selfies.json").write_text(json.dumps([_selfies_or_none(s) for s in smiles]))
     return smiles, props
+
+
+def _selfies_or_none(smiles: str) -> str | None:
+    try:
+        return sf.encoder(smiles)
+    except sf.EncoderError:
+        return None
 
 
 def _encode_training_set(
@@ -268,7 +278,9 @@ def _encode_training_set(
     if cache.exists():
         return load_file(cache)
     smiles, props = compute_training_properties(out, cfg)
-    token_ids, kept = vae.tokenize(smiles)
+    selfies_path = out / "training_selfies.json"
+    selfies = json.loads(selfies_path.read_text()) if selfies_path.exists() else None
+    token_ids, kept = vae.tokenize(smiles, selfies)
     vae.eval()
     with torch.no_grad():
         mus = torch.cat([vae.posterior(token_ids[i : i + 1024])[0] for i in range(0, len(kept), 1024)])
@@ -406,7 +418,12 @@ def save_pipeline(out: Path, vae: SelfiesVAE, denoiser: LatentDenoiser) -> None:
         TrainingLog(out / "denoiser" / "train_log.jsonl").write(
             event="calibration", lam=result.lam, amplitude=result.amplitude, r2=result.r2
         )
-        for name in ("latents.safetensors", "training_properties.safetensors", "training_smiles.json"):
+        for name in (
+            "latents.safetensors",
+            "training_properties.safetensors",
+            "training_smiles.json",
+            "training_selfies.json",
+        ):
             (out / "denoiser" / name).unlink(missing_ok=True)  # large, and only needed while training
     pipe = MoleculeDiffusionPipeline.from_components(vae, denoiser)
     pipe.save_pretrained(out)

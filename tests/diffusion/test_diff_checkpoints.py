@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffusion.guidance import C2FG
 from diffusion.pipeline import MoleculeDiffusionPipeline
@@ -24,7 +25,7 @@ def shipped() -> MoleculeDiffusionPipeline:
 def test_checkpoints_are_small_safetensors():
     weights = sorted(CHECKPOINTS.glob("*/diffusion_pytorch_model.safetensors"))
     assert [w.parent.name for w in weights] == ["autoencoder", "denoiser"]
-    assert all(w.stat().st_size < 8_000_000 for w in weights)
+    assert all(w.stat().st_size < 10_000_000 for w in weights)
     assert not list(CHECKPOINTS.rglob("*.bin")) and not list(CHECKPOINTS.rglob("*.pt"))
 
 
@@ -33,6 +34,24 @@ def test_shipped_pipeline_samples_valid_molecules(shipped: MoleculeDiffusionPipe
     assert result.validity >= 0.99, [d.smiles for d in result.failures]
     unique = {d.molecule.smiles for d in result.decoded if d.molecule is not None}
     assert len(unique) >= 0.9 * 32
+
+
+def test_shipped_pipeline_uses_dpm_solver_and_stays_on_the_data_scale(shipped: MoleculeDiffusionPipeline):
+    from diffusers import DPMSolverMultistepScheduler
+
+    assert isinstance(shipped.scheduler, DPMSolverMultistepScheduler)
+    result = shipped.sample(n=64, targets={"qed": 0.8, "mw": 320.0}, guidance=C2FG(4.0, 3.0), num_inference_steps=25)
+    assert torch.isfinite(result.latents).all()
+    # unit-scale latents: DPM-Solver++ started at alpha ~ 0 drove them to ~4x this
+    assert 0.6 < float(result.latents.std()) < 1.5
+    assert result.validity >= 0.99, [d.smiles for d in result.failures]
+
+
+def test_shipped_autoencoder_reconstructs_moses_test_molecules(shipped: MoleculeDiffusionPipeline):
+    from workbench.data import load_corpus
+
+    smiles = load_corpus("moses-test", limit=200, seed=3)
+    assert shipped.autoencoder.reconstruction_accuracy(smiles)["token_acc"] > 0.8
 
 
 def test_shipped_denoiser_stores_its_property_statistics(shipped: MoleculeDiffusionPipeline):

@@ -63,6 +63,32 @@ def test_guidance_changes_the_samples(tiny_pipeline: MoleculeDiffusionPipeline):
     assert not torch.allclose(plain, guided)
 
 
+def test_dpm_solver_is_the_default_and_starts_on_the_data_scale(tiny_pipeline: MoleculeDiffusionPipeline):
+    from diffusers import DPMSolverMultistepScheduler
+
+    from diffusion.pipeline import DPM_LAMBDA_MIN
+
+    assert isinstance(tiny_pipeline.scheduler, DPMSolverMultistepScheduler)
+    assert tiny_pipeline.scheduler.config.algorithm_type == "dpmsolver++"
+    result = tiny_pipeline.sample(n=16, targets={"qed": 0.7}, num_inference_steps=25, seed=0)
+    assert result.forward_passes == 25 and torch.isfinite(result.latents).all()
+    # the first step is taken where log(alpha/sigma) has reached the clip, not at alpha ~ 0
+    alphas = tiny_pipeline.scheduler.alphas_cumprod
+    first = int(tiny_pipeline.scheduler.timesteps[0])
+    assert 0.5 * torch.log(alphas[first] / (1 - alphas[first])) >= DPM_LAMBDA_MIN - 0.05
+
+
+def test_decisive_rules_give_the_default_verdict(tiny_vae):
+    from diffusion.autoencoder import DECISIVE_RULES
+    from workbench.chem import validate
+
+    assert "pains" not in DECISIVE_RULES and "valence" in DECISIVE_RULES and "elements" in DECISIVE_RULES
+    decoded = tiny_vae.decode_molecules(torch.randn(12, 8, generator=torch.Generator().manual_seed(0)))
+    for item in decoded:
+        assert item.validation.ok == validate(item.smiles).ok
+        assert (item.molecule is not None) == item.validation.ok
+
+
 @pytest.mark.parametrize("scheduler", ["ddim", "ddpm"])
 def test_other_diffusers_schedulers(tiny_pipeline: MoleculeDiffusionPipeline, scheduler: str):
     tiny_pipeline.use_scheduler(scheduler)

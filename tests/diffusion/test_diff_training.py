@@ -46,6 +46,33 @@ def test_autoencoder_loss_falls(moses_sample: list[str]):
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_greedy_decode_pads_after_the_end_token_and_never_ends_early(moses_sample: list[str]):
+    vocab = SelfiesVocabulary.from_smiles(moses_sample[:200])
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=30, embed_dim=8, hidden_dim=32, latent_dim=4)
+    torch.nn.init.normal_(vae.to_logits.bias, std=3.0)  # random, confident per-position predictions
+    ids = vae.greedy_decode(torch.randn(64, 4, generator=torch.Generator().manual_seed(1)), min_tokens=4)
+    assert ids.shape == (64, 30)
+    assert not (ids[:, :4] == vae.vocab.eos_id).any()
+    assert not (ids == vae.vocab.bos_id).any()
+    for row in ids.tolist():
+        if vae.vocab.eos_id in row:
+            end = row.index(vae.vocab.eos_id)
+            assert all(i == vae.vocab.pad_id for i in row[end + 1 :])
+            assert vae.vocab.pad_id not in row[:end]
+
+
+def test_tokenize_accepts_known_selfies(moses_sample: list[str]):
+    import selfies as sf
+
+    vocab = SelfiesVocabulary.from_smiles(moses_sample[:50])
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=16, latent_dim=4)
+    smiles = moses_sample[:10]
+    direct, kept = vae.tokenize(smiles)
+    cached, kept_cached = vae.tokenize(smiles, [sf.encoder(s) for s in smiles])
+    assert torch.equal(direct, cached) and kept == kept_cached
+    assert vae.tokenize(["CCO"], [None])[1] == []
+
+
 def test_denoiser_loss_falls():
     torch.manual_seed(0)
     net = LatentDenoiser(latent_dim=4, hidden_dim=32, n_blocks=2)
