@@ -2,6 +2,7 @@
 #
 #   make quantize-potential   simulation/checkpoints/{organic,ethanol,aspirin}-w4a8
 #                             (packed int4 safetensors + config.json + qat_log.jsonl in each folder)
+#   make quantize-ablations   build/quantize/ethanol-* (the benchmark's ablation rows)
 #   make bench-quantization   benchmarks/results/quantization.{json,md}
 #
 # QAT runs on one CPU thread, at lower priority: QUANT_STEPS steps of 16 frames, capped at QUANT_MINUTES.
@@ -24,3 +25,16 @@ bench-quantization: $(STAMP)
 	$(QUANT_ENV) nice -n 5 $(PY) benchmarks/quantization.py
 
 bench: bench-quantization
+
+# The ethanol ablation models the benchmark reads from build/quantize (same QAT steps as the shipped ones):
+# naive per-component vectors, no branch schedules, and cosine vs dot-product attention (each first
+# fine-tuned in float for 60 steps from the shipped weights, then quantized).
+QUANT_ABL := $(QUANT_ENV) nice -n 5 $(PY) -m simulation.quantize.qat --dataset simulation/data/ethanol.npz \
+	--float simulation/checkpoints/ethanol --max-steps $(QUANT_STEPS) --max-minutes $(QUANT_MINUTES)
+
+.PHONY: quantize-ablations
+quantize-ablations: $(STAMP)
+	$(QUANT_ABL) --out build/quantize/ethanol-naive-w4a8 --vector naive
+	$(QUANT_ABL) --out build/quantize/ethanol-w4a8-noschedule --no-schedule
+	$(QUANT_ABL) --out build/quantize/ethanol-cosine-w4a8 --attention cosine --float-steps 60
+	$(QUANT_ABL) --out build/quantize/ethanol-dot-w4a8 --attention dot --float-steps 60
