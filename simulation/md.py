@@ -500,6 +500,8 @@ def run(
         bar.close()
     if checkpoint is not None:
         simulation.saveCheckpoint(str(checkpoint))
+    box = topology.getPeriodicBoxVectors()
+    cell = None if box is None else np.asarray(box.value_in_unit(unit.angstrom), dtype=np.float64)
     return Trajectory(
         numbers=numbers,
         positions=np.stack([f["positions"] for f in frames]),
@@ -509,4 +511,6 @@ def run(
         time_ps=np.array([f["time_ps"] for f in frames]),
         protocol=protocol,
         timestep_fs=timestep_fs,
+        cell=cell,
+        bonds=tuple((b.atom1.index, b.atom2.index) for b in topology.bonds()),
     )

@@ -37,3 +37,16 @@ def test_ase_atoms_become_systems():
     system, _, positions = create_system(Atoms(numbers=z, positions=x), potential="ethanol")
     assert system.getNumParticles() == len(z)
     assert not system.usesPeriodicBoundaryConditions()
+
+
+def test_run_returns_bonds_and_the_periodic_cell():
+    from pymatgen.core import Lattice, Structure
+
+    from simulation.md import run
+
+    z, x = _ethanol_xyz()
+    traj = run("CCO", potential="ethanol", steps=4, report_every=2)
+    assert traj.cell is None and len(traj.bonds) == 8  # ethanol with hydrogens
+    box = Structure(Lattice.cubic(12.0), [int(n) for n in z], x + 6.0, coords_are_cartesian=True)
+    periodic = run(box, potential="ethanol", steps=4, report_every=2)
+    assert periodic.cell is not None and np.allclose(periodic.cell, 12.0 * np.eye(3))
