@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from simulation.model import EquivariantPotential, neighbour_list
-from simulation.quantize.graph import linear_names, quantized_energy, vector_keys
+from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vector_keys
 from simulation.quantize.mddq import (
     VECTOR_METHODS,
     QuantizationError,
@@ -61,7 +61,7 @@ def _key(name: str) -> str:
     return name.replace(".", "_")
 
 
-class GAQPotential(nn.Module):
+class GAQPotential(QuantizedGraphInterface, nn.Module):
     """Fake-quantized :class:`EquivariantPotential` (same ``energy_and_forces`` / ``predict`` interface)."""
 
     def __init__(self, model: EquivariantPotential, spec: QuantSpec):
@@ -128,31 +128,6 @@ class GAQPotential(nn.Module):
         if self._quantizing:
             w = self.embed_q(w.T).T
         return w[elem]
-
-    # ------------------------------------------------------------------------ model interface
-    element_indices = EquivariantPotential.element_indices
-    energy_and_forces = EquivariantPotential.energy_and_forces
-    predict = EquivariantPotential.predict
-
-    @property
-    def elements(self) -> list[int]:
-        return list(self.config.elements)
-
-    def forward(
-        self,
-        numbers: Tensor,
-        positions: Tensor,
-        batch: Tensor | None = None,
-        cell: Tensor | None = None,
-        n_graphs: int | None = None,
-        neighbours: tuple[Tensor, Tensor, Tensor] | None = None,
-    ) -> Tensor:
-        elem = self.element_indices(numbers)
-        if batch is None:
-            batch = torch.zeros(numbers.shape[0], dtype=torch.long, device=numbers.device)
-        if n_graphs is None:
-            n_graphs = int(batch.max().item()) + 1 if batch.numel() else 1
-        return quantized_energy(self, elem, positions, batch, cell, n_graphs, neighbours)
 
     # ------------------------------------------------------------------------ calibration
     @torch.no_grad()

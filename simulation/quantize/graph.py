@@ -23,7 +23,14 @@ import torch
 import torch.nn.functional as nnf
 from torch import Tensor
 
-from simulation.model import TAU_MAX, _edge_vectors, _scatter_sum, dot_attention_weights, neighbour_list
+from simulation.model import (
+    TAU_MAX,
+    EquivariantPotential,
+    _edge_vectors,
+    _scatter_sum,
+    dot_attention_weights,
+    neighbour_list,
+)
 
 __all__ = ["linear_names", "vector_keys", "local_frames", "quantized_energy"]
 
@@ -149,3 +156,37 @@ def quantized_energy(
     h = nnf.silu(net.linear("readout.1", _layer_norm(net, "readout.0", s)))
     atomic = net.linear("readout.3", h).squeeze(-1) * net.tensor("energy_scale") + net.tensor("element_shift")[elem]
     return _scatter_sum(atomic, batch, n_graphs)
+
+
+class QuantizedGraphInterface:
+    """The :class:`~simulation.model.EquivariantPotential` interface on top of :func:`quantized_energy`.
+
+    Mixed into the fake-quant model (training, calibration) and the packed inference model, so both answer
+    ``forward``, ``energy_and_forces``, ``predict`` and ``elements`` exactly as the float model does.
+    """
+
+    element_indices = EquivariantPotential.element_indices
+    energy_and_forces = EquivariantPotential.energy_and_forces
+    predict = EquivariantPotential.predict
+
+    @property
+    def elements(self) -> list[int]:
+        """Atomic numbers the model was trained on."""
+        return list(self.config.elements)
+
+    def forward(
+        self,
+        numbers: Tensor,
+        positions: Tensor,
+        batch: Tensor | None = None,
+        cell: Tensor | None = None,
+        n_graphs: int | None = None,
+        neighbours: tuple[Tensor, Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """Energies ``(graphs,)`` in eV (see :meth:`EquivariantPotential.forward`)."""
+        elem = self.element_indices(numbers)
+        if batch is None:
+            batch = torch.zeros(numbers.shape[0], dtype=torch.long, device=numbers.device)
+        if n_graphs is None:
+            n_graphs = int(batch.max().item()) + 1 if batch.numel() else 1
+        return quantized_energy(self, elem, positions, batch, cell, n_graphs, neighbours)

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from simulation.model import EquivariantPotential, PotentialConfig
 from simulation.quantize.fakequant import QuantSpec, _key
-from simulation.quantize.graph import linear_names, quantized_energy, vector_keys
+from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vector_keys
 from simulation.quantize.mddq import QuantizationError, fake_quant, vector_quantizer
 from simulation.quantize.pack import check_state, load_packed, unpack_int4
 
@@ -59,7 +59,7 @@ class _IntLinear(torch.autograd.Function):
         return grad @ weight, None, None, None, None, None
 
 
-class QuantizedPotential(nn.Module):
+class QuantizedPotential(QuantizedGraphInterface, nn.Module):
     """Equivariant potential evaluated from packed W4A8 (or W8A8) weights; energies in eV, forces in eV/Angstrom."""
 
     def __init__(self, config: PotentialConfig, spec: QuantSpec, kernel: str = "dequant"):
@@ -171,30 +171,3 @@ class QuantizedPotential(nn.Module):
     def embed(self, elem: Tensor) -> Tensor:
         dtype = self.tensor("element_shift").dtype
         return self.weight("embedding", dtype)[elem]
-
-    # ------------------------------------------------------------------------ model interface
-    element_indices = EquivariantPotential.element_indices
-    energy_and_forces = EquivariantPotential.energy_and_forces
-    predict = EquivariantPotential.predict
-
-    @property
-    def elements(self) -> list[int]:
-        """Atomic numbers the model was trained on."""
-        return list(self.config.elements)
-
-    def forward(
-        self,
-        numbers: Tensor,
-        positions: Tensor,
-        batch: Tensor | None = None,
-        cell: Tensor | None = None,
-        n_graphs: int | None = None,
-        neighbours: tuple[Tensor, Tensor, Tensor] | None = None,
-    ) -> Tensor:
-        """Energies ``(graphs,)`` in eV (see :meth:`EquivariantPotential.forward`)."""
-        elem = self.element_indices(numbers)
-        if batch is None:
-            batch = torch.zeros(numbers.shape[0], dtype=torch.long, device=numbers.device)
-        if n_graphs is None:
-            n_graphs = int(batch.max().item()) + 1 if batch.numel() else 1
-        return quantized_energy(self, elem, positions, batch, cell, n_graphs, neighbours)
