@@ -13,7 +13,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 # conda-forge name -> PyPI name, where they differ
-CONDA_TO_PYPI = {"pytorch": "torch", "tblite-python": "tblite", "py3dmol": "py3Dmol", "distributed": "dask", "openmm-ml": "openmmml"}
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "tblite-python": "tblite",
+    "py3dmol": "py3Dmol",
+    "distributed": "dask",
+    "openmm-ml": "openmmml",
+}
 
 
 def _split(req: str) -> tuple[str, str]:
