@@ -372,11 +372,13 @@ def generate(
     max_trace_tokens: int = 260,
     max_smiles_tokens: int = 80,
     seed: int = 0,
+    trace_prefix: str = "",
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
 
     With ``constrained=True`` the SMILES part follows :class:`SmilesGrammarState` (always a valid
-    molecule); otherwise it is sampled freely and may not parse.
+    molecule); otherwise it is sampled freely and may not parse. ``trace_prefix`` is text the trace
+    starts with, written for the model rather than sampled (e.g. the restated constraints).
 
     >>> from reasoning.model import ReasoningConfig
     >>> tok = ReasoningTokenizer.build(["C1=CC=CC=C1"])
@@ -397,6 +399,7 @@ def generate(
         max_trace_tokens=max_trace_tokens,
         max_smiles_tokens=max_smiles_tokens,
         seed=seed,
+        trace_prefixes=[trace_prefix],
     )[0]
 
 
@@ -414,16 +417,23 @@ def generate_many(
     max_trace_tokens: int = 260,
     max_smiles_tokens: int = 80,
     seed: int = 0,
+    trace_prefixes: Sequence[str] | None = None,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
     padding is masked out of attention; rotary positions make the shift harmless).
 
-    ``elements`` gives each prompt's allowed elements (or None). Returns one list per prompt.
+    ``elements`` gives each prompt's allowed elements (or None). ``trace_prefixes`` gives each prompt's
+    forced start of the trace (fed in one forward pass with the prompt and counted in the trace).
+    Returns one list per prompt.
     """
     model.eval()
     vocab = _vocab(tokenizer)
     generator = torch.Generator().manual_seed(int(seed))
-    encoded = [tokenizer.encode(p, bos=True) for p in prompts]
+    prefixes = list(trace_prefixes) if trace_prefixes is not None else [""] * len(prompts)
+    if len(prefixes) != len(prompts):
+        raise ValueError(f"{len(prefixes)} trace prefixes for {len(prompts)} prompts")
+    prefix_ids = [tokenizer.encode(t) if t else [] for t in prefixes]
+    encoded = [tokenizer.encode(p, bos=True) + extra for p, extra in zip(prompts, prefix_ids, strict=True)]
     width = max(len(ids) for ids in encoded)
     budget = model.config.max_len - width - 2
     if budget < 8:
@@ -457,24 +467,26 @@ def generate_many(
         for row in range(n)
     ]
 
-    trace_ids: list[list[int]] = [[] for _ in range(n)]
+    trace_ids: list[list[int]] = [list(prefix_ids[row // n_prompt_rows]) for row in range(n)]
     smiles_tokens: list[list[str]] = [[] for _ in range(n)]
     in_smiles = [False] * n
     done = [False] * n
     forced = [False] * n
     forced_queue: list[list[str]] = [[] for _ in range(n)]
 
+    active = list(range(n))  # the rows still in the batch, in batch order
     for _ in range(max_trace_tokens + max_smiles_tokens + 2):
         if all(done):
             break
-        free = _sample_rows(logits.float(), vocab, in_smiles, temperature, top_p, generator)
+        free = _sample_rows(logits.float(), vocab, [in_smiles[row] for row in active], temperature, top_p, generator)
         next_ids = []
-        for row in range(n):
+        for pos, row in enumerate(active):
             if done[row]:
                 next_ids.append(tokenizer.pad_id)
                 continue
             if not in_smiles[row]:
-                token_id = free[row] if len(trace_ids[row]) < max_trace_tokens else tokenizer.smiles_start_id
+                written = len(trace_ids[row]) - len(prefix_ids[row // n_prompt_rows])
+                token_id = free[pos] if written < max_trace_tokens else tokenizer.smiles_start_id
                 next_ids.append(token_id)
                 if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
@@ -482,7 +494,7 @@ def generate_many(
                     trace_ids[row].append(token_id)
                 continue
             if not constrained:
-                token_id = free[row]
+                token_id = free[pos]
                 next_ids.append(token_id)
                 if token_id in (tokenizer.smiles_end_id, tokenizer.eos_id):
                     done[row] = True
@@ -492,7 +504,7 @@ def generate_many(
                     done[row] = True
                 continue
             token = _next_smiles_token(
-                logits[row].float().clone(),
+                logits[pos].float().clone(),
                 vocab,
                 states[row],
                 forced_queue[row],
@@ -511,6 +523,13 @@ def generate_many(
             next_ids.append(tokenizer.index.get(token, tokenizer.unk_id))
         if all(done) or cache.length + 1 > model.config.max_len:
             break
+        keep = [pos for pos, row in enumerate(active) if not done[row]]
+        if len(active) - len(keep) >= max(4, len(active) // 8):  # drop finished rows (copying the cache once)
+            index = torch.tensor(keep)
+            cache.select(index)
+            key_valid = key_valid[index]
+            active = [active[pos] for pos in keep]
+            next_ids = [next_ids[pos] for pos in keep]
         step_mask = key_valid[:, None, None, : cache.length + 1] if padded else None
         logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache, attn_mask=step_mask)[:, -1, :]
 

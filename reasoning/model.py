@@ -79,8 +79,17 @@ class KVCache:
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (e.g. after dropping finished sequences, or to repeat a prompt)."""
-        self._k = [None if k is None else k[rows] for k in self._k]
-        self._v = [None if v is None else v[rows] for v in self._v]
+        self._k = [self._rows(k, rows, n) for k, n in zip(self._k, self._length, strict=True)]
+        self._v = [self._rows(v, rows, n) for v, n in zip(self._v, self._length, strict=True)]
+
+    @staticmethod
+    def _rows(buffer: torch.Tensor | None, rows: torch.Tensor, length: int) -> torch.Tensor | None:
+        # copy only the filled part of the buffer; the free room after it stays uninitialised
+        if buffer is None:
+            return None
+        out = buffer.new_empty((len(rows), *buffer.shape[1:]))
+        out[:, :, :length] = buffer[rows, :, :length]
+        return out
 
 
 def _rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:

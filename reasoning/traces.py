@@ -46,6 +46,7 @@ __all__ = [
     "render_spec",
     "render_feedback",
     "render_trace",
+    "restate_prefix",
     "trace_for_molecule",
     "iter_traces",
     "write_traces",
@@ -386,6 +387,23 @@ def render_feedback(failed: Iterable[tuple[str, str, object]]) -> str:
     if not parts:
         return ""
     return "<retry> " + " ; ".join(parts) + " </retry>"
+
+
+def restate_prefix(prompt: str) -> str:
+    """The trace's first step for a rendered prompt: ``<think> restate`` and the prompt's constraints.
+
+    It is what :func:`render_trace` writes for the same spec, so a decoder can feed it to the model
+    instead of sampling it. A prompt without a ``<spec>`` block gives an empty prefix.
+
+    >>> restate_prefix("<spec> mw 250 to 350 ; require C(=O)N </spec> <retry> mw 512 </retry>")
+    '<think> restate mw 250 to 350 ; require C(=O)N'
+    >>> restate_prefix("<spec></spec>")
+    '<think> restate none'
+    """
+    if "<spec>" not in prompt or "</spec>" not in prompt:
+        return ""
+    items = prompt.split("<spec>", 1)[1].split("</spec>", 1)[0].strip()
+    return f"<think> restate {items or 'none'}"
 
 
 def render_trace(trace: TeacherTrace) -> str:

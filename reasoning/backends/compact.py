@@ -14,6 +14,7 @@ import torch
 from reasoning.decoding import GeneratedText, generate, generate_many
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
+from reasoning.traces import restate_prefix
 from workbench.errors import CheckpointError
 
 __all__ = ["CompactReasoner", "default_checkpoint"]
@@ -30,6 +31,10 @@ class CompactReasoner:
     ``temperature``/``top_p`` tie-break among the tokens the constraints allow. ``threads`` is the number
     of torch threads used while generating (one is fastest for a model this small; the previous setting
     is restored afterwards; ``None`` leaves torch's setting alone).
+
+    With ``ground_restate`` (the default) the first reasoning step, the restatement of the constraints,
+    is written from the prompt's spec instead of sampled: it is a copy by definition, so the trace
+    always restates the request truly and the model spends its samples on the design steps.
     """
 
     name = "compact"
@@ -44,6 +49,7 @@ class CompactReasoner:
         max_trace_tokens: int = 260,
         max_smiles_tokens: int = 80,
         threads: int | None = 1,
+        ground_restate: bool = True,
     ):
         if len(tokenizer) != model.config.vocab_size:
             raise CheckpointError(
@@ -56,6 +62,7 @@ class CompactReasoner:
         self.max_trace_tokens = max_trace_tokens
         self.max_smiles_tokens = max_smiles_tokens
         self.threads = threads
+        self.ground_restate = ground_restate
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, **options) -> CompactReasoner:
@@ -100,7 +107,11 @@ class CompactReasoner:
             max_trace_tokens=self.max_trace_tokens,
             max_smiles_tokens=self.max_smiles_tokens,
             seed=seed,
+            trace_prefix=self._prefix(prompt),
         )
+
+    def _prefix(self, prompt: str) -> str:
+        return restate_prefix(prompt) if self.ground_restate else ""
 
     def generate_many(
         self,
@@ -128,6 +139,7 @@ class CompactReasoner:
                 max_trace_tokens=self.max_trace_tokens,
                 max_smiles_tokens=self.max_smiles_tokens,
                 seed=seed,
+                trace_prefixes=[self._prefix(p) for p in prompts],
             )
         finally:
             torch.set_num_threads(previous)

@@ -106,3 +106,21 @@ def test_batched_prompts_match_single_prompts(tiny_model, tokenizer):
     ]
     assert [[o.smiles for o in group] for group in batched] == [[o.smiles for o in group] for group in single]
     assert [[o.trace for o in group] for group in batched] == [[o.trace for o in group] for group in single]
+
+
+def test_trace_prefix_is_written_not_sampled(tiny_model, tokenizer):
+    from reasoning.backends.compact import CompactReasoner
+    from reasoning.traces import render_spec, restate_prefix
+    from workbench.chem import DesignSpec
+
+    prompt = render_spec(DesignSpec(properties={"mw": [200, 300]}, require=["C(=O)N"]))
+    prefix = restate_prefix(prompt)
+    assert prefix == "<think> restate mw 200 to 300 ; require C(=O)N"
+    out = generate(tiny_model, tokenizer, prompt, 3, trace_prefix=prefix, max_trace_tokens=10, seed=1)
+    assert all(o.trace.startswith(prefix) for o in out)
+    # the sampled part is still bounded by max_trace_tokens, not shortened by the prefix
+    assert all(len(tokenizer.encode(o.trace)) <= len(tokenizer.encode(prefix)) + 10 for o in out)
+    reasoner = CompactReasoner(tiny_model, tokenizer, max_trace_tokens=10)
+    assert all(o.trace.startswith(prefix) for o in reasoner.generate(prompt, 2, seed=0))
+    plain = CompactReasoner(tiny_model, tokenizer, max_trace_tokens=10, ground_restate=False)
+    assert not any(o.trace.startswith(prefix) for o in plain.generate(prompt, 2, seed=0))

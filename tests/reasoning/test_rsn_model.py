@@ -67,3 +67,17 @@ def test_corrupt_and_mismatched_checkpoints_name_the_path(tmp_path, tiny_model):
 def test_config_rejects_unknown_keys():
     with pytest.raises(ValueError, match="unknown config keys"):
         ReasoningConfig.from_dict({"vocab_size": 10, "layers": 3})
+
+
+def test_kv_cache_select_keeps_the_chosen_rows(tiny_model):
+    ids = torch.randint(0, tiny_model.config.vocab_size, (5, 7))
+    rows = torch.tensor([4, 1])
+    nxt = torch.randint(0, tiny_model.config.vocab_size, (2, 1))
+    with torch.no_grad():
+        cache = KVCache(tiny_model.config.n_layers)
+        tiny_model(ids, cache=cache)
+        cache.select(rows)
+        stepped = tiny_model(nxt, cache=cache)[:, -1]
+        full = tiny_model(torch.cat([ids[rows], nxt], dim=1))[:, -1]
+    assert cache.length == 8
+    assert torch.allclose(stepped, full, atol=1e-5)
