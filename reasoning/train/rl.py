@@ -27,7 +27,7 @@ import torch
 from reasoning.decoding import GeneratedText, generate
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer, smiles_tokens
-from reasoning.traces import render_spec
+from reasoning.traces import render_spec, restate_prefix
 from workbench.chem import DesignSpec, validate
 
 __all__ = ["reward_for", "group_advantages", "sequence_logprobs", "grpo_step", "main"]
@@ -94,11 +94,15 @@ def grpo_step(
     """One GRPO update on one spec: sample a group, score it with RDKit, push up the better answers."""
     prompt = render_spec(spec)
     elements = list(spec.elements) if spec.elements is not None else None
-    samples = generate(model, tokenizer, prompt, group, elements=elements, seed=seed, temperature=1.0, top_p=1.0)
+    prefix = restate_prefix(prompt)  # written from the spec at inference too (CompactReasoner.ground_restate)
+    samples = generate(
+        model, tokenizer, prompt, group, elements=elements, seed=seed, temperature=1.0, top_p=1.0, trace_prefix=prefix
+    )
     rewards = torch.tensor([reward_for(spec, s.smiles, known) for s in samples])
     advantages = group_advantages(rewards)
-    prompt_ids = tokenizer.encode(prompt, bos=True)
-    answers = [_answer_ids(tokenizer, s) for s in samples]
+    prefix_ids = tokenizer.encode(prefix)
+    prompt_ids = tokenizer.encode(prompt, bos=True) + prefix_ids
+    answers = [_answer_ids(tokenizer, s)[len(prefix_ids) :] for s in samples]
     model.train()
     logp, mask = sequence_logprobs(model, prompt_ids, answers, tokenizer.pad_id)
     with torch.no_grad():
