@@ -9,10 +9,16 @@ decoding. Side by side:
 - retrieval: exact search of the training corpus for molecules meeting the spec (novelty 0 by
   construction, so its *novel* satisfaction is 0); reported with how often the corpus holds < 8 matches.
 
-A spec counts as satisfied best-of-8 when at least one of 8 proposals is valid, meets every constraint
-and is not in the training corpus. Writes ``benchmarks/results/reasoning.json``.
+- the model before stage (c) (``--before-stage-c FOLDER``), sampled on the same specs and seeds;
+- the product path, ``Proposer.propose(spec, n=8)`` with its repair budget (``--proposer-specs`` specs,
+  ``--proposer-rounds`` rounds of ``--proposer-samples`` candidates), reported separately from the raw
+  8-sample figures because it samples more candidates per spec.
 
-    python benchmarks/reasoning.py --held-out 200
+A spec counts as satisfied best-of-8 when at least one of 8 proposals is valid, meets every constraint
+and is not in the training corpus. FCD is measured against ChEMBL drugs on the unique valid answers.
+Writes ``benchmarks/results/reasoning.json``.
+
+    python benchmarks/reasoning.py --held-out 200 --before-stage-c build/reasoning/align
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import argparse
 import random
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _results  # noqa: E402
 from reasoning.backends.compact import CompactReasoner, default_checkpoint  # noqa: E402
+from reasoning.proposer import Proposer  # noqa: E402
 from reasoning.traces import derive_spec, read_traces, render_spec  # noqa: E402
 from workbench.chem import DesignSpec, Molecule, validate  # noqa: E402
 from workbench.data import load_corpus  # noqa: E402
@@ -129,16 +136,18 @@ class TrainingCorpus:
         return ok
 
 
-def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    reasoner = CompactReasoner.from_pretrained(args.checkpoint, temperature=args.temperature, top_p=args.top_p)
-    train_smiles = [r["smiles"] for path in args.traces for r in read_traces(path)]
-    corpus = TrainingCorpus(train_smiles)
-    specs = held_out_specs(args.held_out, args.seed) + handwritten_specs()
+def sample_specs(
+    reasoner: CompactReasoner,
+    specs: list[tuple[str, DesignSpec]],
+    corpus: TrainingCorpus,
+    args: argparse.Namespace,
+    plain: bool,
+    k: int = 8,
+) -> dict:
+    """k constrained samples per spec (and k plain ones on a subset when ``plain``): per-spec rows,
+    per-constraint pass lists, the valid answers, validity counts and generation seconds."""
     rng = random.Random(args.seed)
-    k = 8
-
-    per_spec = []
+    per_spec: list[dict] = []
     per_constraint: dict[str, list[bool]] = defaultdict(list)
     generated_valid: list[str] = []
     counts = {"constrained": [0, 0], "unconstrained": [0, 0]}  # [valid, total]
@@ -161,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
         plain_group = [
             i
             for i in range(len(group))
-            if args.plain_specs is None or (first + i) % max(1, len(specs) // args.plain_specs) == 0
+            if plain and (args.plain_specs is None or (first + i) % max(1, len(specs) // args.plain_specs) == 0)
         ]
         if plain_group:
             plain_batches = reasoner.generate_many(
@@ -186,7 +195,6 @@ def run(args: argparse.Namespace) -> dict:
                         per_constraint[constraint if kind == "property" else kind].append(passed)
             generated_valid += [smi for smi, v, _ in judged if v]
             chance = [spec.check(s).ok for s in rng.sample(corpus.smiles, k)]
-            n_matches = int(corpus.matches(spec).sum())
             per_spec.append(
                 {
                     "name": name,
@@ -195,7 +203,7 @@ def run(args: argparse.Namespace) -> dict:
                     "best_of_8": any(satisfied),
                     "novel_best_of_8": any(novel_satisfied),
                     "chance_best_of_8": any(chance),
-                    "corpus_matches": n_matches,
+                    "corpus_matches": int(corpus.matches(spec).sum()),
                     "answers": [s.smiles for s in samples],
                     "first_trace": samples[0].trace,
                 }
@@ -208,72 +216,157 @@ def run(args: argparse.Namespace) -> dict:
                 f"{counts['constrained'][1] / gen_seconds:.2f} proposals/s",
                 flush=True,
             )
+    return {
+        "per_spec": per_spec,
+        "per_constraint": per_constraint,
+        "valid": generated_valid,
+        "counts": counts,
+        "seconds": gen_seconds,
+    }
 
-    def frac(key: str, rows: list[dict]) -> float | None:
-        return round(float(np.mean([r[key] for r in rows])), 4) if rows else None
 
+def _frac(key: str, rows: list[dict]) -> float | None:
+    return round(float(np.mean([r[key] for r in rows])), 4) if rows else None
+
+
+def summarize(result: dict, corpus: TrainingCorpus) -> dict:
+    """The headline figures of one model's samples."""
+    per_spec, counts, generated_valid = result["per_spec"], result["counts"], result["valid"]
     held = [p for p in per_spec if p["name"].startswith("held-out")]
     hand = [p for p in per_spec if not p["name"].startswith("held-out")]
     sparse = [p for p in per_spec if p["corpus_matches"] < 8]
     unique = set(generated_valid)
     novel = [s for s in unique if s not in corpus.index]
-    figures = {
-        "validity_constrained": round(counts["constrained"][0] / counts["constrained"][1], 4),
-        "validity_unconstrained": round(counts["unconstrained"][0] / counts["unconstrained"][1], 4),
-        "satisfaction_at_1": frac("at_1", per_spec),
-        "satisfaction_best_of_8": frac("best_of_8", per_spec),
-        "novel_satisfaction_best_of_8": frac("novel_best_of_8", per_spec),
-        "chance_satisfaction_best_of_8": frac("chance_best_of_8", per_spec),
+    constrained, plain = counts["constrained"], counts["unconstrained"]
+    return {
+        "validity_constrained": round(constrained[0] / constrained[1], 4) if constrained[1] else None,
+        "validity_unconstrained": round(plain[0] / plain[1], 4) if plain[1] else None,
+        "satisfaction_at_1": _frac("at_1", per_spec),
+        "satisfaction_best_of_8": _frac("best_of_8", per_spec),
+        "novel_satisfaction_best_of_8": _frac("novel_best_of_8", per_spec),
+        "chance_satisfaction_best_of_8": _frac("chance_best_of_8", per_spec),
         "retrieval_satisfaction_best_of_8": round(float(np.mean([p["corpus_matches"] > 0 for p in per_spec])), 4),
         "retrieval_novel_satisfaction_best_of_8": 0.0,
         "retrieval_fewer_than_8_matches": round(len(sparse) / len(per_spec), 4),
         "on_sparse_specs": {
             "specs": len(sparse),
-            "model_novel_best_of_8": frac("novel_best_of_8", sparse),
+            "model_novel_best_of_8": _frac("novel_best_of_8", sparse),
             "retrieval_best_of_8": round(float(np.mean([p["corpus_matches"] > 0 for p in sparse])), 4)
             if sparse
             else None,
         },
         "held_out": {
             "specs": len(held),
-            "satisfaction_at_1": frac("at_1", held),
-            "novel_satisfaction_best_of_8": frac("novel_best_of_8", held),
-            "chance_satisfaction_best_of_8": frac("chance_best_of_8", held),
+            "satisfaction_at_1": _frac("at_1", held),
+            "novel_satisfaction_best_of_8": _frac("novel_best_of_8", held),
+            "chance_satisfaction_best_of_8": _frac("chance_best_of_8", held),
         },
         "handwritten": {
             "specs": len(hand),
-            "satisfaction_at_1": frac("at_1", hand),
-            "novel_satisfaction_best_of_8": frac("novel_best_of_8", hand),
-            "chance_satisfaction_best_of_8": frac("chance_best_of_8", hand),
+            "satisfaction_at_1": _frac("at_1", hand),
+            "novel_satisfaction_best_of_8": _frac("novel_best_of_8", hand),
+            "chance_satisfaction_best_of_8": _frac("chance_best_of_8", hand),
         },
         "per_constraint_pass_rate": {
-            key: round(float(np.mean(v)), 4) for key, v in sorted(per_constraint.items()) if len(v) >= 5
+            key: round(float(np.mean(v)), 4) for key, v in sorted(result["per_constraint"].items()) if len(v) >= 5
         },
         "novelty": round(len(novel) / len(unique), 4) if unique else None,
         "uniqueness": round(len(unique) / len(generated_valid), 4) if generated_valid else None,
         "int_div": _int_div(sorted(unique)),
-        "proposals_per_s": round(counts["constrained"][1] / gen_seconds, 2),
-        "samples": {"constrained": counts["constrained"][1], "unconstrained": counts["unconstrained"][1]},
+        "proposals_per_s": round(constrained[1] / result["seconds"], 2) if result["seconds"] else None,
+        "samples": {"constrained": constrained[1], "unconstrained": plain[1]},
         "specs": len(per_spec),
-        "specs_planned": len(specs),
-        "samples_per_spec": k,
-        "model": {
-            "checkpoint": str(Path(args.checkpoint or default_checkpoint())),
-            "parameters": reasoner.model.num_parameters(),
-            "threads": args.threads,
-            "temperature": args.temperature,
-            "top_p": args.top_p,
-            "training_molecules": len(corpus.index),
-        },
-        "not_measured": {
-            "fcd_vs_chembl_drugs": "not computed in this run",
-            "model_without_traces": "no trace-free model has been trained",
-            "model_after_stage_c": (
-                "stages (b) and (c) have code and tests but were not trained; the model measured is stage (a) only"
-            ),
-        },
-        "examples": per_spec[:5],
     }
+
+
+def proposer_run(
+    reasoner: CompactReasoner, specs: list[tuple[str, DesignSpec]], corpus: TrainingCorpus, args: argparse.Namespace
+) -> dict:
+    """The product path: ``Proposer.propose(spec, n=8)`` with its repair budget; a spec counts when one of
+    the 8 returned proposals is valid, meets every constraint and is not a training molecule."""
+    proposer = Proposer(
+        reasoner, rounds=args.proposer_rounds, samples_per_round=args.proposer_samples, fill_with_near_misses=True
+    )
+    rows, start = [], time.time()
+    for i, (name, spec) in enumerate(specs):
+        found = proposer.propose(spec, n=8, seed=args.seed + i)
+        novel_ok = [p.ok and p.molecule.smiles not in corpus.index for p in found]
+        rows.append(
+            {
+                "name": name,
+                "novel_ok": any(novel_ok),
+                "ok": any(p.ok for p in found),
+                "status": found.status,
+                "sampled": found.stats["sampled"],
+                "valid": found.stats["valid"],
+            }
+        )
+    seconds = time.time() - start
+    sampled = sum(r["sampled"] for r in rows)
+    return {
+        "specs": len(rows),
+        "rounds": args.proposer_rounds,
+        "samples_per_round": args.proposer_samples,
+        "novel_satisfaction_best_of_8": round(float(np.mean([r["novel_ok"] for r in rows])), 4) if rows else None,
+        "satisfaction_best_of_8": round(float(np.mean([r["ok"] for r in rows])), 4) if rows else None,
+        "mean_candidates_sampled_per_spec": round(sampled / len(rows), 1) if rows else None,
+        "validity": round(sum(r["valid"] for r in rows) / sampled, 4) if sampled else None,
+        "status_counts": dict(Counter(r["status"] for r in rows)),
+        "seconds_per_spec": round(seconds / len(rows), 2) if rows else None,
+        "candidates_per_s": round(sampled / seconds, 2) if seconds else None,
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    reasoner = CompactReasoner.from_pretrained(args.checkpoint, temperature=args.temperature, top_p=args.top_p)
+    train_smiles = [r["smiles"] for path in args.traces for r in read_traces(path)]
+    corpus = TrainingCorpus(train_smiles)
+    specs = handwritten_specs() + held_out_specs(args.held_out, args.seed)
+
+    main_run = sample_specs(reasoner, specs, corpus, args, plain=True)
+    figures = summarize(main_run, corpus)
+    figures["specs_planned"] = len(specs)
+    figures["samples_per_spec"] = 8
+    figures["model"] = {
+        "checkpoint": str(Path(args.checkpoint or default_checkpoint())),
+        "parameters": reasoner.model.num_parameters(),
+        "threads": args.threads,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "ground_restate": reasoner.ground_restate,
+        "training_molecules": len(corpus.index),
+    }
+    not_measured = {"model_without_traces": "no trace-free model has been trained"}
+
+    unique = sorted(set(main_run["valid"]))
+    try:
+        from benchmarks.diffusion import FrechetChemNet
+
+        reference = load_corpus("chembl-drugs", limit=args.fcd_reference, seed=11)
+        figures["fcd_vs_chembl_drugs"] = round(FrechetChemNet(reference)(unique), 3) if len(unique) > 1 else None
+        figures["fcd_note"] = f"{len(unique)} unique valid answers against {len(reference)} ChEMBL drugs"
+    except ImportError as exc:  # the fcd wheel is part of the dev extras
+        not_measured["fcd_vs_chembl_drugs"] = f"fcd is not installed ({exc})"
+
+    if args.before_stage_c:
+        before = CompactReasoner.from_pretrained(args.before_stage_c, temperature=args.temperature, top_p=args.top_p)
+        before_run = sample_specs(before, specs, corpus, args, plain=False)
+        keys = ("validity_constrained", "satisfaction_at_1", "novel_satisfaction_best_of_8", "novelty", "uniqueness")
+        summary = summarize(before_run, corpus)
+        figures["before_stage_c"] = {
+            "checkpoint": args.before_stage_c,
+            **{key: summary[key] for key in keys},
+            "held_out": summary["held_out"],
+            "handwritten": summary["handwritten"],
+        }
+    else:
+        not_measured["before_stage_c"] = "no --before-stage-c checkpoint given"
+
+    if args.proposer_specs:
+        figures["proposer"] = proposer_run(reasoner, specs[: args.proposer_specs], corpus, args)
+    figures["not_measured"] = not_measured
+    figures["examples"] = main_run["per_spec"][:5]
     path = _results.write(args.name, figures)
     print(f"wrote {path}")
     return figures
@@ -294,6 +387,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--plain-specs", type=int, default=None, help="run plain decoding on ~this many specs")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop sampling after this long")
     parser.add_argument("--specs-per-batch", type=int, default=4, help="specs sampled together in one batch")
+    parser.add_argument("--before-stage-c", default=None, help="checkpoint to compare: the model before GRPO")
+    parser.add_argument("--proposer-specs", type=int, default=60, help="specs also run through Proposer.propose")
+    parser.add_argument("--proposer-rounds", type=int, default=4)
+    parser.add_argument("--proposer-samples", type=int, default=16, help="candidates sampled per repair round")
+    parser.add_argument("--fcd-reference", type=int, default=2000, help="ChEMBL drugs used as the FCD reference")
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))
 
