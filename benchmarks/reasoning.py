@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _results  # noqa: E402
 from reasoning.backends.compact import CompactReasoner, default_checkpoint  # noqa: E402
+from reasoning.decoding import SmilesBounds  # noqa: E402
 from reasoning.proposer import Proposer  # noqa: E402
 from reasoning.traces import derive_spec, read_traces, render_spec  # noqa: E402
 from workbench.chem import DesignSpec, Molecule, validate  # noqa: E402
@@ -162,7 +163,10 @@ def sample_specs(
         prompts = [render_spec(spec) for _, spec in group]
         elements = [list(spec.elements) if spec.elements is not None else None for _, spec in group]
         start = time.time()
-        batches = reasoner.generate_many(prompts, k, seed=args.seed + first, elements=elements, constrained=True)
+        bounds = [SmilesBounds.from_spec(spec) if args.spec_bounds else None for _, spec in group]
+        batches = reasoner.generate_many(
+            prompts, k, seed=args.seed + first, elements=elements, constrained=True, bounds=bounds
+        )
         judged_groups = [
             [_judge(spec, s.smiles) for s in samples] for (_, spec), samples in zip(group, batches, strict=True)
         ]
@@ -285,7 +289,11 @@ def proposer_run(
     """The product path: ``Proposer.propose(spec, n=8)`` with its repair budget; a spec counts when one of
     the 8 returned proposals is valid, meets every constraint and is not a training molecule."""
     proposer = Proposer(
-        reasoner, rounds=args.proposer_rounds, samples_per_round=args.proposer_samples, fill_with_near_misses=True
+        reasoner,
+        rounds=args.proposer_rounds,
+        samples_per_round=args.proposer_samples,
+        spec_bounds=args.spec_bounds,
+        fill_with_near_misses=True,
     )
     rows, start = [], time.time()
     for i, (name, spec) in enumerate(specs):
@@ -335,6 +343,7 @@ def run(args: argparse.Namespace) -> dict:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "ground_restate": reasoner.ground_restate,
+        "spec_bounds": args.spec_bounds,
         "training_molecules": len(corpus.index),
     }
     not_measured = {"model_without_traces": "no trace-free model has been trained"}
@@ -392,6 +401,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--proposer-rounds", type=int, default=4)
     parser.add_argument("--proposer-samples", type=int, default=16, help="candidates sampled per repair round")
     parser.add_argument("--fcd-reference", type=int, default=2000, help="ChEMBL drugs used as the FCD reference")
+    parser.add_argument(
+        "--no-spec-bounds", dest="spec_bounds", action="store_false", help="decode without SmilesBounds"
+    )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))
 

@@ -13,6 +13,11 @@ The model writes its answer in Kekulé SMILES over the organic subset (``C N O P
   perceives is closed and kekulizable; lowercase aromatic atoms and bracket atoms are masked;
 - no linear (sp) atom inside a ring (the ``ring_strain`` rule of the chemistry core);
 - the spec's ``elements``;
+- the spec's size and ring bounds (:class:`SmilesBounds`): no atom beyond the ``heavy_atoms`` maximum or
+  past the ``mw`` maximum in heavy-atom mass, no ring opened beyond the ``rings`` maximum (every ring
+  closure adds one ring to the cyclomatic number; RDKit's symmetrized SSSR can count one more in rare
+  bridged systems), and no end before the minimum atom count, ring count and ``mw`` (a soft rule:
+  it yields to validity when nothing else can follow);
 - completability: after a token is chosen, a short greedy completion (close rings, pop branches) must
   exist, otherwise the token is rejected and another is sampled; near the length limit that completion
   is written out, so decoding always ends, with a valid molecule.
@@ -29,6 +34,7 @@ Plain decoding (``constrained=False``) samples the same model with no mask, for 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,13 +43,49 @@ import torch
 from reasoning.model import KVCache, ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 
-__all__ = ["MAX_VALENCE", "SmilesGrammarState", "GeneratedText", "generate", "generate_many"]
+__all__ = ["MAX_VALENCE", "SmilesBounds", "SmilesGrammarState", "GeneratedText", "generate", "generate_many"]
 
 MAX_VALENCE: dict[str, int] = {"C": 4, "N": 3, "O": 2, "P": 5, "S": 6, "F": 1, "Cl": 1, "Br": 1, "I": 1}
 _BOND_ORDER = {"-": 1, "=": 2, "#": 3}
 _RING_LABELS = tuple("123456789")
 _MAX_OPEN_RINGS = 4
 _MAX_BRANCH_DEPTH = 6
+_MASS = {"C": 12.011, "N": 14.007, "O": 15.999, "P": 30.974, "S": 32.06, "F": 18.998, "Cl": 35.45, "Br": 79.904}
+_MASS["I"] = 126.904
+_VALENCES = {"C": (4,), "N": (3,), "O": (2,), "P": (3, 5), "S": (2, 4, 6), "F": (1,), "Cl": (1,), "Br": (1,), "I": (1,)}
+
+
+@dataclass(frozen=True)
+class SmilesBounds:
+    """Size and ring bounds the decoder enforces while it writes (taken from a spec by :meth:`from_spec`).
+
+    >>> from workbench.chem import DesignSpec
+    >>> SmilesBounds.from_spec(DesignSpec(properties={"heavy_atoms": [15, 25], "rings": [1, 2], "mw": [0, 350]}))
+    SmilesBounds(min_atoms=15, max_atoms=25, min_rings=1, max_rings=2, max_heavy_mass=350.0, min_mass=0.0)
+    """
+
+    min_atoms: int = 0
+    max_atoms: int | None = None
+    min_rings: int = 0
+    max_rings: int | None = None
+    max_heavy_mass: float | None = None
+    min_mass: float = 0.0
+
+    @classmethod
+    def from_spec(cls, spec) -> SmilesBounds | None:
+        """Bounds from a DesignSpec's ``heavy_atoms``, ``rings`` and ``mw`` ranges (None when it has none)."""
+        props = spec.properties
+        if not any(name in props for name in ("heavy_atoms", "rings", "mw")):
+            return None
+        atoms, rings = props.get("heavy_atoms"), props.get("rings")
+        return cls(
+            min_atoms=int(math.ceil(atoms[0])) if atoms else 0,
+            max_atoms=int(math.floor(atoms[1])) if atoms else None,
+            min_rings=int(math.ceil(rings[0])) if rings else 0,
+            max_rings=int(math.floor(rings[1])) if rings else None,
+            max_heavy_mass=float(props["mw"][1]) if "mw" in props else None,
+            min_mass=float(props["mw"][0]) if "mw" in props else 0.0,
+        )
 
 
 @dataclass
@@ -70,6 +112,9 @@ class SmilesGrammarState:
     before_bond: str = "start"  # what preceded the pending bond symbol
     n_tokens: int = 0
     n_linear: int = 0  # atoms that are linear (sp) so far
+    bounds: SmilesBounds | None = None
+    n_closed: int = 0  # ring closures written (each adds one ring)
+    heavy_mass: float = 0.0
 
     def copy(self) -> SmilesGrammarState:
         return SmilesGrammarState(
@@ -88,6 +133,9 @@ class SmilesGrammarState:
             self.before_bond,
             self.n_tokens,
             self.n_linear,
+            self.bounds,
+            self.n_closed,
+            self.heavy_mass,
         )
 
     # ------------------------------------------------------------------ queries
@@ -126,6 +174,27 @@ class SmilesGrammarState:
     def can_end(self) -> bool:
         return bool(self.element) and not self.open_rings and not self.branches and self.pending is None
 
+    def meets_minimums(self) -> bool:
+        """Whether the atom, ring and mass minimums of the bounds are reached (ending earlier is discouraged)."""
+        b = self.bounds
+        if b is None:
+            return True
+        return len(self.element) >= b.min_atoms and self.n_closed >= b.min_rings and self.mass() >= b.min_mass
+
+    def can_grow(self) -> bool:
+        """Whether another atom can still be attached somewhere (an open branch, ring or free valence)."""
+        if self.branches or self.open_rings or self.pending is not None:
+            return True
+        return self.current is not None and self.remaining(self.current) >= 1
+
+    def mass(self) -> float:
+        """Molecular weight if the SMILES ended here: heavy atoms plus implicit hydrogens at default valence."""
+        hydrogens = 0
+        for symbol, used in zip(self.element, self.used, strict=True):
+            valence = next((v for v in _VALENCES[symbol] if v >= used), used)
+            hydrogens += valence - used
+        return self.heavy_mass + 1.008 * hydrogens
+
     def allows(self, token: str) -> bool:
         """Whether ``token`` keeps the prefix valid (not yet whether it stays completable)."""
         if token in MAX_VALENCE:
@@ -148,6 +217,12 @@ class SmilesGrammarState:
     def _allows_atom(self, symbol: str) -> bool:
         if self.elements is not None and symbol not in self.elements:
             return False
+        b = self.bounds
+        if b is not None:
+            if b.max_atoms is not None and len(self.element) >= b.max_atoms:
+                return False
+            if b.max_heavy_mass is not None and self.heavy_mass + _MASS[symbol] > b.max_heavy_mass:
+                return False
         if self.current is None:
             return not self.element  # only the first atom has no predecessor
         order = self.pending or 1
@@ -192,6 +267,9 @@ class SmilesGrammarState:
             return not any(self._is_sp(a) for a in self._path(partner, cur))
         if len(self.open_rings) >= _MAX_OPEN_RINGS:
             return False
+        b = self.bounds
+        if b is not None and b.max_rings is not None and self.n_closed + len(self.open_rings) >= b.max_rings:
+            return False
         order = self.pending or 1
         if order == 3:
             return False
@@ -211,6 +289,7 @@ class SmilesGrammarState:
             self.triples.append(0)
             self.in_ring.append(False)
             self.neighbors.append(set())
+            self.heavy_mass += _MASS[token]
             if self.current is not None:
                 self._bond(self.current, idx, self.pending or 1)
             self.current = idx
@@ -237,6 +316,7 @@ class SmilesGrammarState:
                 for atom in self._path(partner, cur):
                     self.in_ring[atom] = True
                 self._bond(partner, cur, order)
+                self.n_closed += 1
             else:
                 self.open_rings[token] = (cur, self.pending)
                 self.used[cur] += self.pending or 1
@@ -373,12 +453,14 @@ def generate(
     max_smiles_tokens: int = 80,
     seed: int = 0,
     trace_prefix: str = "",
+    bounds: SmilesBounds | None = None,
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
 
     With ``constrained=True`` the SMILES part follows :class:`SmilesGrammarState` (always a valid
     molecule); otherwise it is sampled freely and may not parse. ``trace_prefix`` is text the trace
-    starts with, written for the model rather than sampled (e.g. the restated constraints).
+    starts with, written for the model rather than sampled (e.g. the restated constraints). ``bounds``
+    adds the spec's size and ring limits to the constraints.
 
     >>> from reasoning.model import ReasoningConfig
     >>> tok = ReasoningTokenizer.build(["C1=CC=CC=C1"])
@@ -400,6 +482,7 @@ def generate(
         max_smiles_tokens=max_smiles_tokens,
         seed=seed,
         trace_prefixes=[trace_prefix],
+        bounds=[bounds],
     )[0]
 
 
@@ -418,12 +501,14 @@ def generate_many(
     max_smiles_tokens: int = 80,
     seed: int = 0,
     trace_prefixes: Sequence[str] | None = None,
+    bounds: Sequence[SmilesBounds | None] | None = None,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
     padding is masked out of attention; rotary positions make the shift harmless).
 
     ``elements`` gives each prompt's allowed elements (or None). ``trace_prefixes`` gives each prompt's
-    forced start of the trace (fed in one forward pass with the prompt and counted in the trace).
+    forced start of the trace (fed in one forward pass with the prompt and counted in the trace), and
+    ``bounds`` each prompt's :class:`SmilesBounds` (or None).
     Returns one list per prompt.
     """
     model.eval()
@@ -462,8 +547,12 @@ def generate_many(
     n_rows = n * n_prompts
     n_prompt_rows = n
     n = n_rows
+    bounds = list(bounds) if bounds is not None else [None] * n_prompts
     states = [
-        SmilesGrammarState(elements=set(elements[row // n_prompt_rows]) if elements[row // n_prompt_rows] else None)
+        SmilesGrammarState(
+            elements=set(elements[row // n_prompt_rows]) if elements[row // n_prompt_rows] else None,
+            bounds=bounds[row // n_prompt_rows],
+        )
         for row in range(n)
     ]
 
@@ -598,7 +687,7 @@ def _next_smiles_token(
     mask = torch.full_like(logits, float("-inf"))
     if allowed:
         mask[list(allowed)] = 0.0
-    if state.can_end():
+    if state.can_end() and (state.meets_minimums() or not allowed):
         mask[tokenizer.smiles_end_id] = 0.0
     probs = _filter_probs(logits + mask, temperature, top_p)
     if float(probs.sum()) <= 0 or not torch.isfinite(probs).all():  # top-p removed every allowed token
@@ -613,6 +702,9 @@ def _next_smiles_token(
         token = tokenizer.tokens[token_id]
         trial = state.copy()
         trial.push(token)
+        if not trial.meets_minimums() and not trial.can_grow():
+            probs[token_id] = 0.0  # a dead end below the spec's minimum size: try another token first
+            continue
         if trial.can_end() or trial.completion() is not None:
             state.push(token)
             return token

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from reasoning.backends import Reasoner, load_backend
+from reasoning.decoding import SmilesBounds
 from reasoning.traces import render_feedback, render_spec
 from workbench.chem import DesignSpec, Molecule, SpecReport, ValidationReport, validate
 from workbench.chem.spec import ConstraintResult
@@ -80,7 +81,9 @@ class Proposer:
     round draws (default: twice the number still missing, at least 8), ``timeout_s`` a wall-clock cap.
     When fewer than ``n`` candidates meet the spec, ``fill_with_near_misses`` tops the list up with the
     closest valid misses (their ``ok`` is False and ``spec_report`` says what failed); ``status`` still
-    says how the search ended.
+    says how the search ended. With ``spec_bounds`` (and ``constrained``) the decoder also keeps to the
+    spec's heavy-atom, ring and molecular-weight limits while it writes
+    (:class:`~reasoning.decoding.SmilesBounds`).
     """
 
     backend: Reasoner
@@ -88,6 +91,7 @@ class Proposer:
     samples_per_round: int | None = None
     timeout_s: float = 120.0
     constrained: bool = True
+    spec_bounds: bool = True
     fill_with_near_misses: bool = True
     _rules: object = field(default=None, repr=False)
 
@@ -112,6 +116,8 @@ class Proposer:
         stats = {"sampled": 0, "parsed": 0, "valid": 0, "satisfied": 0, "duplicates": 0, "rounds": 0}
         feedback = ""
         elements = list(spec.elements) if spec.elements is not None else None
+        bounds = SmilesBounds.from_spec(spec) if self.constrained and self.spec_bounds else None
+        extra = {"bounds": bounds} if bounds is not None else {}
         for attempt in range(self.rounds):
             if len(found) >= n or time.time() - start > self.timeout_s:
                 break
@@ -119,7 +125,7 @@ class Proposer:
             k = self.samples_per_round or max(8, 2 * (n - len(found)))
             prompt = render_spec(spec) + (f" {feedback}" if feedback else "")
             samples = self.backend.generate(
-                prompt, k, seed=seed * 1009 + attempt, elements=elements, constrained=self.constrained
+                prompt, k, seed=seed * 1009 + attempt, elements=elements, constrained=self.constrained, **extra
             )
             round_misses = []
             for sample in samples:

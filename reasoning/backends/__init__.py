@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from reasoning.decoding import GeneratedText
+from reasoning.decoding import GeneratedText, SmilesBounds
 
 __all__ = ["Reasoner", "BACKENDS", "load_backend"]
 
@@ -33,6 +33,7 @@ class Reasoner(Protocol):
         seed: int = 0,
         elements: list[str] | None = None,
         constrained: bool = True,
+        bounds: SmilesBounds | None = None,
     ) -> list[GeneratedText]:  # pragma: no cover - protocol
         ...
 

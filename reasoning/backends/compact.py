@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from reasoning.decoding import GeneratedText, generate, generate_many
+from reasoning.decoding import GeneratedText, SmilesBounds, generate, generate_many
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 from reasoning.traces import restate_prefix
@@ -82,18 +82,27 @@ class CompactReasoner:
         seed: int = 0,
         elements: list[str] | None = None,
         constrained: bool = True,
+        bounds: SmilesBounds | None = None,
     ) -> list[GeneratedText]:
-        """``n`` samples for ``prompt``; with ``constrained`` every SMILES is a valid molecule."""
+        """``n`` samples for ``prompt``; with ``constrained`` every SMILES is a valid molecule (within
+        ``bounds``, the spec's size and ring limits, when given)."""
         previous = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
         try:
-            return self._generate(prompt, n, seed=seed, elements=elements, constrained=constrained)
+            return self._generate(prompt, n, seed=seed, elements=elements, constrained=constrained, bounds=bounds)
         finally:
             torch.set_num_threads(previous)
 
     def _generate(
-        self, prompt: str, n: int, *, seed: int, elements: list[str] | None, constrained: bool
+        self,
+        prompt: str,
+        n: int,
+        *,
+        seed: int,
+        elements: list[str] | None,
+        constrained: bool,
+        bounds: SmilesBounds | None = None,
     ) -> list[GeneratedText]:
         return generate(
             self.model,
@@ -108,6 +117,7 @@ class CompactReasoner:
             max_smiles_tokens=self.max_smiles_tokens,
             seed=seed,
             trace_prefix=self._prefix(prompt),
+            bounds=bounds,
         )
 
     def _prefix(self, prompt: str) -> str:
@@ -121,6 +131,7 @@ class CompactReasoner:
         seed: int = 0,
         elements: list[list[str] | None] | None = None,
         constrained: bool = True,
+        bounds: list[SmilesBounds | None] | None = None,
     ) -> list[list[GeneratedText]]:
         """``n`` samples for each of several prompts in one batch (faster than one call per prompt)."""
         previous = torch.get_num_threads()
@@ -140,6 +151,7 @@ class CompactReasoner:
                 max_smiles_tokens=self.max_smiles_tokens,
                 seed=seed,
                 trace_prefixes=[self._prefix(p) for p in prompts],
+                bounds=bounds,
             )
         finally:
             torch.set_num_threads(previous)

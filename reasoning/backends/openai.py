@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 
-from reasoning.decoding import GeneratedText
+from reasoning.decoding import GeneratedText, SmilesBounds
 from workbench.errors import WorkbenchError
 
 __all__ = ["OpenAIReasoner", "EndpointError", "extract_smiles", "SYSTEM_PROMPT"]
@@ -116,8 +116,9 @@ class OpenAIReasoner:
         seed: int = 0,
         elements: list[str] | None = None,
         constrained: bool = True,
+        bounds: SmilesBounds | None = None,
     ) -> list[GeneratedText]:
-        """``n`` replies for the spec prompt; ``constrained`` is ignored (no logits over HTTP)."""
+        """``n`` replies for the spec prompt; ``constrained`` and ``bounds`` are ignored (no logits over HTTP)."""
         user = prompt if elements is None else f"{prompt}\nUse only these elements: {' '.join(elements)}."
         payload = {
             "model": self.model,

@@ -124,3 +124,28 @@ def test_trace_prefix_is_written_not_sampled(tiny_model, tokenizer):
     assert all(o.trace.startswith(prefix) for o in reasoner.generate(prompt, 2, seed=0))
     plain = CompactReasoner(tiny_model, tokenizer, max_trace_tokens=10, ground_restate=False)
     assert not any(o.trace.startswith(prefix) for o in plain.generate(prompt, 2, seed=0))
+
+
+def test_spec_bounds_cap_size_rings_and_mass(tiny_model, tokenizer):
+    from rdkit.Chem import Descriptors, rdMolDescriptors
+
+    from reasoning.decoding import SmilesBounds
+    from workbench.chem import DesignSpec
+
+    spec = DesignSpec(properties={"heavy_atoms": [8, 14], "rings": [1, 2], "mw": [120, 210]})
+    bounds = SmilesBounds.from_spec(spec)
+    assert (bounds.min_atoms, bounds.max_atoms, bounds.min_rings, bounds.max_rings) == (8, 14, 1, 2)
+    out = generate(tiny_model, tokenizer, "<spec> </spec>", 24, bounds=bounds, max_trace_tokens=4, seed=3)
+    mols = [Chem.MolFromSmiles(o.smiles) for o in out]
+    assert all(m is not None and validate(o.smiles).ok for m, o in zip(mols, out, strict=True))
+    assert all(m.GetNumHeavyAtoms() <= 14 for m in mols)
+    # ring closures bound the cyclomatic number (RDKit's symmetrized SSSR can add one in bridged systems)
+    assert all(m.GetNumBonds() - m.GetNumAtoms() + 1 <= 2 for m in mols)
+    assert all(sum(a.GetMass() for a in m.GetAtoms()) <= 210 for m in mols)  # heavy-atom mass cap
+    # the minimums are soft (validity first) but a random model now reaches them most of the time
+    in_range = [m.GetNumHeavyAtoms() >= 8 and rdMolDescriptors.CalcNumRings(m) >= 1 for m in mols]
+    assert sum(in_range) >= 18
+    assert sum(Descriptors.MolWt(m) >= 120 for m in mols) >= 18
+    free = generate(tiny_model, tokenizer, "<spec> </spec>", 24, max_trace_tokens=4, seed=3)
+    free_mols = [Chem.MolFromSmiles(o.smiles) for o in free]
+    assert sum(m.GetNumHeavyAtoms() >= 8 and rdMolDescriptors.CalcNumRings(m) >= 1 for m in free_mols) < sum(in_range)
