@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from reasoning.decoding import GeneratedText, generate
+from reasoning.decoding import GeneratedText, SmilesBounds, generate
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer, smiles_tokens
 from reasoning.traces import render_spec, restate_prefix
@@ -96,7 +96,16 @@ def grpo_step(
     elements = list(spec.elements) if spec.elements is not None else None
     prefix = restate_prefix(prompt)  # written from the spec at inference too (CompactReasoner.ground_restate)
     samples = generate(
-        model, tokenizer, prompt, group, elements=elements, seed=seed, temperature=1.0, top_p=1.0, trace_prefix=prefix
+        model,
+        tokenizer,
+        prompt,
+        group,
+        elements=elements,
+        seed=seed,
+        temperature=1.0,
+        top_p=1.0,
+        trace_prefix=prefix,
+        bounds=SmilesBounds.from_spec(spec),  # as the Proposer decodes
     )
     rewards = torch.tensor([reward_for(spec, s.smiles, known) for s in samples])
     advantages = group_advantages(rewards)
