@@ -9,7 +9,8 @@ decoding. Side by side:
 - retrieval: exact search of the training corpus for molecules meeting the spec (novelty 0 by
   construction, so its *novel* satisfaction is 0); reported with how often the corpus holds < 8 matches.
 
-- the model before stage (c) (``--before-stage-c FOLDER``), sampled on the same specs and seeds;
+- the model before stage (c) (``--before-stage-c FOLDER``) and the model trained without traces
+  (``--without-traces FOLDER``, ``make train-reasoning-notrace``), sampled on the same specs and seeds;
 - the product path, ``Proposer.propose(spec, n=8)`` with its repair budget (``--proposer-specs`` specs,
   ``--proposer-rounds`` rounds of ``--proposer-samples`` candidates), reported separately from the raw
   8-sample figures because it samples more candidates per spec.
@@ -346,7 +347,7 @@ def run(args: argparse.Namespace) -> dict:
         "spec_bounds": args.spec_bounds,
         "training_molecules": len(corpus.index),
     }
-    not_measured = {"model_without_traces": "no trace-free model has been trained"}
+    not_measured = {}
 
     unique = sorted(set(main_run["valid"]))
     try:
@@ -358,19 +359,30 @@ def run(args: argparse.Namespace) -> dict:
     except ImportError as exc:  # the fcd wheel is part of the dev extras
         not_measured["fcd_vs_chembl_drugs"] = f"fcd is not installed ({exc})"
 
-    if args.before_stage_c:
-        before = CompactReasoner.from_pretrained(args.before_stage_c, temperature=args.temperature, top_p=args.top_p)
-        before_run = sample_specs(before, specs, corpus, args, plain=False)
-        keys = ("validity_constrained", "satisfaction_at_1", "novel_satisfaction_best_of_8", "novelty", "uniqueness")
-        summary = summarize(before_run, corpus)
-        figures["before_stage_c"] = {
-            "checkpoint": args.before_stage_c,
+    keys = (
+        "validity_constrained",
+        "satisfaction_at_1",
+        "novel_satisfaction_best_of_8",
+        "novelty",
+        "uniqueness",
+        "proposals_per_s",
+    )
+    comparisons = {"before_stage_c": (args.before_stage_c, True), "without_traces": (args.without_traces, False)}
+    for label, (folder, restate) in comparisons.items():
+        if not folder:
+            not_measured[label] = f"no --{label.replace('_', '-')} checkpoint given"
+            continue
+        other = CompactReasoner.from_pretrained(
+            folder, temperature=args.temperature, top_p=args.top_p, ground_restate=restate
+        )
+        summary = summarize(sample_specs(other, specs, corpus, args, plain=False), corpus)
+        figures[label] = {
+            "checkpoint": folder,
             **{key: summary[key] for key in keys},
             "held_out": summary["held_out"],
             "handwritten": summary["handwritten"],
+            "per_constraint_pass_rate": summary["per_constraint_pass_rate"],
         }
-    else:
-        not_measured["before_stage_c"] = "no --before-stage-c checkpoint given"
 
     if args.proposer_specs:
         figures["proposer"] = proposer_run(reasoner, specs[: args.proposer_specs], corpus, args)
@@ -397,6 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-minutes", type=float, default=None, help="stop sampling after this long")
     parser.add_argument("--specs-per-batch", type=int, default=4, help="specs sampled together in one batch")
     parser.add_argument("--before-stage-c", default=None, help="checkpoint to compare: the model before GRPO")
+    parser.add_argument("--without-traces", default=None, help="checkpoint to compare: SFT on spec -> SMILES only")
     parser.add_argument("--proposer-specs", type=int, default=60, help="specs also run through Proposer.propose")
     parser.add_argument("--proposer-rounds", type=int, default=4)
     parser.add_argument("--proposer-samples", type=int, default=16, help="candidates sampled per repair round")

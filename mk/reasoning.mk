@@ -43,8 +43,16 @@ bench: bench-reasoning
 
 train-reasoning-align: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.align --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_CKPT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state
+		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_CKPT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
+		--max-minutes 20
 
 train-reasoning-rl: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl
+		--out $(RSN_BUILD)/rl --max-minutes 55 --max-steps 100000
+
+# The "without traces" comparison model: stage (a) on the same records and schedule, spec -> SMILES only.
+.PHONY: train-reasoning-notrace
+train-reasoning-notrace: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
+		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_BUILD)/notrace --state $(RSN_BUILD)/notrace-state \
+		$(RSN_SFT_ARGS) --no-traces 1

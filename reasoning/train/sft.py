@@ -32,7 +32,7 @@ from reasoning.tokenizer import ReasoningTokenizer
 from reasoning.traces import read_traces
 from workbench.errors import CheckpointError
 
-__all__ = ["SFTConfig", "example_text", "encode_example", "make_batch", "train_sft", "main"]
+__all__ = ["SFTConfig", "answer_only", "example_text", "encode_example", "make_batch", "train_sft", "main"]
 
 
 @dataclass
@@ -61,6 +61,7 @@ class SFTConfig:
     seed: int = 0
     init_from: str = ""  # start from this checkpoint's weights and tokenizer (later stages)
     stop_after: int = 0  # stop at this step without changing the learning-rate schedule (0: run to max_steps)
+    no_traces: int = 0  # 1: train on spec -> SMILES only (the "without traces" comparison model)
 
 
 def example_text(record: dict) -> str:
@@ -68,6 +69,11 @@ def example_text(record: dict) -> str:
     if "completion" in record:
         return f"{record['prompt']} {record['completion']}"
     return f"{record['prompt']} {record['trace']} <smiles> {record['smiles']} </smiles>"
+
+
+def answer_only(record: dict) -> dict:
+    """A trace record without its reasoning: the spec, then the SMILES answer alone."""
+    return {"prompt": record["prompt"], "completion": f"<smiles> {record['smiles']} </smiles>"}
 
 
 def encode_example(tokenizer: ReasoningTokenizer, record: dict) -> tuple[list[int], int]:
@@ -160,6 +166,8 @@ def train_sft(cfg: SFTConfig, log=print) -> dict:
     records = [r for path in cfg.traces for r in read_traces(path)]
     if not records:
         raise ValueError(f"no trace records in {cfg.traces}")
+    if cfg.no_traces:
+        records = [answer_only(r) for r in records]
     random.Random(cfg.seed).shuffle(records)
     n_val = max(1, int(len(records) * cfg.val_fraction)) if len(records) > 20 else 1
     val_records, train_records = records[:n_val], records[n_val:] or records

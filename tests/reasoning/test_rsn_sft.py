@@ -59,3 +59,21 @@ def test_loss_covers_only_the_answer(tokenizer, trace_records):
     assert (targets[0, : start - 1] == -100).all()
     assert targets[0, start - 1] == ids[start]
     assert targets[0, -1] == tokenizer.eos_id
+
+
+def test_no_traces_model_learns_to_answer_directly(tmp_path, trace_records, tokenizer):
+    from reasoning.train.sft import answer_only, encode_example
+
+    ids, start = encode_example(tokenizer, answer_only(trace_records[0]))
+    assert ids[start] == tokenizer.smiles_start_id  # the answer opens at once, with no reasoning
+    assert "<think>" not in tokenizer.decode(ids[start:])
+    traces = tmp_path / "traces.jsonl"
+    write_traces(traces, trace_records[:48])
+    torch.manual_seed(0)
+    cfg = _config(tmp_path, traces, max_steps=40)
+    cfg.no_traces = 1
+    train_sft(cfg, log=lambda line: None)
+    log = [json.loads(line) for line in (tmp_path / "ckpt" / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.75 * losses[0]
+    assert json.loads((tmp_path / "ckpt" / "train_config.json").read_text())["no_traces"] == 1
