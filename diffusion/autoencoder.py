@@ -67,9 +67,15 @@ class SelfiesVocabulary:
     @classmethod
     def from_smiles(cls, smiles: Sequence[str]) -> SelfiesVocabulary:
         """Build the alphabet of every SELFIES token used by ``smiles`` (sorted, so it is reproducible)."""
+        return cls.from_selfies([_to_selfies(s) for s in smiles])
+
+    @classmethod
+    def from_selfies(cls, selfies: Sequence[str | None]) -> SelfiesVocabulary:
+        """The same alphabet from SELFIES strings already translated (None entries are skipped)."""
         alphabet: set[str] = set()
-        for s in smiles:
-            alphabet.update(sf.split_selfies(_to_selfies(s)))
+        for s in selfies:
+            if s is not None:
+                alphabet.update(sf.split_selfies(s))
         return cls(sorted(alphabet))
 
     def __len__(self) -> int:

@@ -92,6 +92,10 @@ class _ResidualBlock(nn.Module):
 class LatentDenoiser(ModelMixin, ConfigMixin):
     """Residual MLP epsilon-predictor with sinusoidal timestep embedding and masked property conditioning.
 
+    Every block is modulated (FiLM: per-channel scale and shift) by the sum of the timestep and
+    condition embeddings, so the targets reach each layer, not just the input. ``embed_dim`` (default:
+    ``hidden_dim``) is the width of that embedding; a narrower one keeps the checkpoint small.
+
     >>> net = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1, property_mean=[0.5] * 8)
     >>> net.normalise_properties(torch.full((1, 8), 0.5)).abs().max().item()
     0.0
@@ -109,10 +113,11 @@ class LatentDenoiser(ModelMixin, ConfigMixin):
         property_min: Sequence[float] | None = None,
         property_max: Sequence[float] | None = None,
         num_train_timesteps: int = 1000,
+        embed_dim: int | None = None,
     ):
         super().__init__()
         n_props = len(property_names)
-        embed_dim = hidden_dim
+        embed_dim = embed_dim or hidden_dim  # width of the time+condition embedding that drives FiLM
         self.time_embed = nn.Sequential(nn.Linear(128, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
         self.null_condition = nn.Parameter(torch.zeros(n_props))
         self.cond_embed = nn.Sequential(nn.Linear(2 * n_props, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))

@@ -3,7 +3,7 @@
 >>> # python -m diffusion.train all --out diffusion/checkpoints   (what ``make train-diffusion`` runs)
 >>> from diffusion.train import AutoencoderTrainingConfig
 >>> AutoencoderTrainingConfig().n_train
-120000
+400000
 
 Each stage writes into its own folder under ``--out``:
 
@@ -12,7 +12,8 @@ Each stage writes into its own folder under ``--out``:
   evaluation, including the reconstruction accuracy on a MOSES-test sample) and, while training,
   ``resume/`` (weights, optimizer and step; loaded with ``torch.load(weights_only=True)``).
 - ``denoiser/``: the same layout; ``latents.safetensors`` caches the encoded training set and its
-  properties so a resumed run does not recompute them.
+  properties so a resumed run does not recompute them. The saved weights are the exponential moving
+  average of the training weights (``ema_decay``), which samples better than the last step's.
 
 Re-running a finished stage does nothing; re-running an interrupted one resumes from its last save.
 """
@@ -53,14 +54,14 @@ __all__ = [
 class AutoencoderTrainingConfig:
     """The autoencoder recipe (saved as ``training_config.json``)."""
 
-    n_train: int = 120_000
+    n_train: int = 400_000
     n_test: int = 2_000
     seed: int = 0
     max_len: int = 60
     embed_dim: int = 16
     hidden_dim: int = 512
     latent_dim: int = 64
-    epochs: int = 5
+    epochs: int = 8
     max_steps: int | None = None
     batch_size: int = 256
     lr: float = 2e-3
@@ -76,18 +77,20 @@ class AutoencoderTrainingConfig:
 class DenoiserTrainingConfig:
     """The denoiser recipe (saved as ``training_config.json``)."""
 
-    n_train: int = 80_000
+    n_train: int = 120_000
     n_heldout: int = 2_000
     seed: int = 0
-    hidden_dim: int = 256
-    n_blocks: int = 3
+    hidden_dim: int = 320
+    n_blocks: int = 4
+    embed_dim: int = 128
     num_train_timesteps: int = 1000
     p_uncond: float = 0.15
     p_keep_property: float = 0.5
-    epochs: int = 10
+    epochs: int = 25
     batch_size: int = 512
     lr: float = 1e-3
     lr_min: float = 5e-5
+    ema_decay: float = 0.999
     log_every: int = 100
     save_every: int = 1000
 
@@ -140,6 +143,36 @@ def _load_resume(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Op
     return int(state["step"])
 
 
+class _ExponentialAverage:
+    """Exponential moving average of a model's weights (kept in ``path`` for resuming).
+
+    The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so early weights fade quickly.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float, path: Path):
+        self.decay, self.path = decay, Path(path)
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.path.exists():
+            self.shadow.update(load_file(self.path))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+            else:
+                self.shadow[name].copy_(value)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.shadow.items()}, self.path.with_suffix(".tmp"))
+        self.path.with_suffix(".tmp").replace(self.path)
+
+    def copy_to(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.shadow)
+
+
 def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
     path = folder / "training_config.json"
     if path.exists():
@@ -166,7 +199,8 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
     _check_recipe(out, dataclasses.asdict(cfg))
     log = TrainingLog(out / "train_log.jsonl")
     smiles = load_corpus("moses-train", limit=cfg.n_train, seed=cfg.seed)
-    vocab = SelfiesVocabulary.from_smiles(smiles)
+    selfies = [_selfies_or_none(s) for s in smiles]  # translated once: the slow step for a large sample
+    vocab = SelfiesVocabulary.from_selfies(selfies)
     torch.manual_seed(cfg.seed)
     model = SelfiesVAE(
         tokens=vocab.tokens[3:],
@@ -175,7 +209,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
         hidden_dim=cfg.hidden_dim,
         latent_dim=cfg.latent_dim,
     )
-    token_ids, kept = model.tokenize(smiles)
+    token_ids, kept = model.tokenize(smiles, selfies)
     steps_per_epoch = math.ceil(len(kept) / cfg.batch_size)
     schedule_steps = cfg.epochs * steps_per_epoch  # the learning-rate and data schedule
     total_steps = min(schedule_steps, cfg.max_steps or schedule_steps)  # where training stops
@@ -308,6 +342,7 @@ def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> L
         latent_dim=latents.shape[1],
         hidden_dim=cfg.hidden_dim,
         n_blocks=cfg.n_blocks,
+        embed_dim=cfg.embed_dim,
         property_names=list(CONDITION_PROPERTIES),
         property_mean=np.nanmean(fit_props, 0).tolist(),
         property_std=np.nanstd(fit_props, 0).clip(min=1e-6).tolist(),
@@ -321,6 +356,7 @@ def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> L
     total_steps = cfg.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step = _load_resume(out, model, optimizer)
+    ema = _ExponentialAverage(model, cfg.ema_decay, out / "resume" / "ema.safetensors")
     log.write(event="resume" if step else "start", step=step, n_fit=n_fit, total_steps=total_steps)
     generator = torch.Generator().manual_seed(cfg.seed + step)
     normalised_props = model.normalise_properties(props)
@@ -344,6 +380,7 @@ def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> L
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        ema.update(model, step)
         running.append(float(loss))
         step += 1
         if step % cfg.log_every == 0 or step == total_steps:
@@ -359,7 +396,10 @@ def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> L
             started, running = time.time(), []
         if step % cfg.save_every == 0:
             _save_resume(out, model, optimizer, step)
+            ema.save()
     _save_resume(out, model, optimizer, step)
+    ema.save()
+    ema.copy_to(model)  # the shipped weights are the exponential moving average
     model.eval()
     held_x, held_c = latents[n_fit:], normalised_props[n_fit:]
     with torch.no_grad():

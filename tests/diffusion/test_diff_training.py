@@ -13,6 +13,7 @@ from diffusion.denoiser import CONDITION_PROPERTIES, LatentDenoiser, property_ma
 from diffusion.train import (
     AutoencoderTrainingConfig,
     DenoiserTrainingConfig,
+    _ExponentialAverage,
     _load_resume,
     _save_resume,
     train_autoencoder,
@@ -157,3 +158,21 @@ def test_resume_state_round_trips(tmp_path):
     assert _load_resume(tmp_path, fresh, fresh_optimizer) == 7
     assert torch.equal(fresh.input.weight, net.input.weight)
     assert _load_resume(tmp_path / "none", fresh, fresh_optimizer) == 0
+
+
+def test_weight_average_follows_the_model_and_resumes(tmp_path):
+    net = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1, embed_dim=8)
+    ema = _ExponentialAverage(net, decay=0.9, path=tmp_path / "ema.safetensors")
+    start = net.input.weight.detach().clone()
+    with torch.no_grad():
+        net.input.weight.add_(1.0)
+    for step in range(200):
+        ema.update(net, step)
+    assert torch.allclose(ema.shadow["input.weight"], start + 1.0, atol=1e-4)  # converged on the new weights
+    ema.save()
+    resumed = _ExponentialAverage(LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1, embed_dim=8), 0.9,
+                                  tmp_path / "ema.safetensors")  # fmt: skip
+    fresh = LatentDenoiser(latent_dim=4, hidden_dim=16, n_blocks=1, embed_dim=8)
+    resumed.copy_to(fresh)
+    assert torch.equal(fresh.input.weight, ema.shadow["input.weight"])
+    assert fresh.blocks[0].film.in_features == 8  # the narrower embedding drives FiLM
