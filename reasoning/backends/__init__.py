@@ -4,10 +4,12 @@
   decoding (the default).
 - :class:`~reasoning.backends.openai.OpenAIReasoner`: any OpenAI-compatible chat endpoint (no logits, so
   validity comes from the repair loop).
+- :class:`~reasoning.backends.transformers.TransformersReasoner`: any local Hugging Face causal LM folder,
+  with the same constraints applied as a logits processor.
 
 >>> from reasoning.backends import BACKENDS
 >>> sorted(BACKENDS)
-['compact', 'openai']
+['compact', 'openai', 'transformers']
 """
 
 from __future__ import annotations
@@ -50,11 +52,18 @@ def _openai(**options) -> Reasoner:
     return OpenAIReasoner(**options)
 
 
-BACKENDS = {"compact": _compact, "openai": _openai}
+def _transformers(**options) -> Reasoner:
+    from reasoning.backends.transformers import TransformersReasoner
+
+    return TransformersReasoner.from_pretrained(options.pop("folder"), **options)
+
+
+BACKENDS = {"compact": _compact, "openai": _openai, "transformers": _transformers}
 
 
 def load_backend(name: str, **options) -> Reasoner:
-    """A backend by name (``"compact"``); options go to its constructor."""
+    """A backend by name (``"compact"``, ``"openai"``, ``"transformers"``); options go to its constructor
+    (``folder=`` names the model folder of ``"transformers"``)."""
     try:
         factory = BACKENDS[name]
     except KeyError:
