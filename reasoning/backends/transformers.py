@@ -44,12 +44,13 @@ __all__ = ["TransformersReasoner", "SmilesLogitsProcessor", "SmilesVocabulary"]
 SMILES_OPEN = "<smiles>"
 SMILES_CLOSE = "</smiles>"
 GRAMMAR_TOKENS = frozenset(MAX_VALENCE) | frozenset("-=#()123456789")
+_SPACE = " \t\r\n"
 _MAX_LEADING_SPACES = 2  # whitespace tokens allowed between <smiles> and the first atom
 
 
 def _closing_prefix(text: str) -> str | None:
     """The part of ``</smiles>`` a token's text starts (after leading whitespace), or None."""
-    body = text.lstrip()
+    body = text.lstrip(_SPACE)
     if not body:
         return None
     if body.startswith(SMILES_CLOSE):
@@ -81,13 +82,18 @@ class SmilesVocabulary:
         for i, (text, token) in enumerate(zip(texts, raw, strict=True)):
             if not text:
                 continue
-            if text.isspace():
+            if not text.strip(_SPACE):
                 self.spaces.append(i)
                 continue
-            spaced = text[0].isspace() or (isinstance(token, str) and token[:1] in ("\u2581", "\u0120"))
-            body = text.strip()
+            spaced = text[0] in _SPACE or (isinstance(token, str) and token[:1] in ("\u2581", "\u0120"))
+            body = text.strip(_SPACE)
             split = smiles_tokens(body)
-            if body == text.lstrip() and split and "".join(split) == body and all(t in GRAMMAR_TOKENS for t in split):
+            if (
+                body == text.lstrip(_SPACE)
+                and split
+                and "".join(split) == body
+                and all(t in GRAMMAR_TOKENS for t in split)
+            ):
                 self.pieces[i] = tuple(split)
                 if spaced:
                     self.leading_space.add(i)
@@ -95,14 +101,16 @@ class SmilesVocabulary:
             closing = _closing_prefix(text)
             if closing is not None:
                 self.closing[i] = closing
-            if SMILES_OPEN in text and text.split(SMILES_OPEN, 1)[1].strip():
+            if SMILES_OPEN in text and text.split(SMILES_OPEN, 1)[1].strip(_SPACE):
                 self.open_overflow.append(i)
         self.eos: list[int] = sorted(_eos_ids(tokenizer))
         self.open_ids = self.encode(SMILES_OPEN)
         self.open_single = self.open_ids[0] if len(self.open_ids) == 1 else None
         self.close_ids = self.encode(SMILES_CLOSE)
         self.candidates = torch.tensor(sorted(set(self.pieces) | set(self.spaces) | set(self.closing) | set(self.eos)))
-        self.trace_banned = torch.tensor(sorted(set(self.closing) | set(self.eos) | set(self.open_overflow)))
+        # in the trace: no end of text, no closing tag (a piece of one is harmless), no text glued to <smiles>
+        closes = {i for i, c in self.closing.items() if c == SMILES_CLOSE}
+        self.trace_banned = torch.tensor(sorted(closes | set(self.eos) | set(self.open_overflow)), dtype=torch.long)
         self._piece_ids: dict[str, list[int]] = {}
         for i, split in self.pieces.items():
             if len(split) == 1 and i not in self.leading_space:
@@ -200,10 +208,10 @@ class SmilesLogitsProcessor(LogitsProcessor):
         for position in range(self.seen, length):
             column = input_ids[:, position].tolist()
             for r, row in enumerate(self.rows):
-                self._apply(r, row, int(column[r]), input_ids[r, self.prompt_length : position + 1])
+                self._apply(row, int(column[r]), input_ids[r, self.prompt_length : position + 1])
         self.seen = length
 
-    def _apply(self, r: int, row: _Row, token_id: int, generated: torch.Tensor) -> None:
+    def _apply(self, row: _Row, token_id: int, generated: torch.Tensor) -> None:
         if row.phase == "done":
             return
         if row.expecting is not None:
@@ -376,7 +384,7 @@ class SmilesLogitsProcessor(LogitsProcessor):
         out = []
         for row in self.rows:
             smiles = "".join(row.pieces)
-            if not row.state.can_end():  # generation stopped early: finish the molecule here
+            if self.constrained and not row.state.can_end():  # stopped early: finish the molecule here
                 completion = row.state.completion() or []
                 smiles += "".join(completion)
                 row.forced = True

@@ -15,7 +15,7 @@ from reasoning import DesignSpec, Proposer
 from reasoning.backends import BACKENDS, load_backend
 from reasoning.backends.transformers import TransformersReasoner, smiles_vocabulary
 from reasoning.decoding import SmilesBounds
-from reasoning.traces import iter_traces, render_spec
+from reasoning.traces import iter_traces
 from reasoning.train.sft import example_text
 from workbench.chem import validate
 from workbench.data import load_corpus
@@ -25,15 +25,18 @@ TAGS = ["<spec>", "</spec>", "<smiles>", "</smiles>"]
 PROMPT = "<spec> mw 150 to 300 ; require C(=O)N </spec>"
 
 
-def _save_tiny_model(folder: Path) -> Path:
-    """A byte-level BPE tokenizer trained on teacher traces, and a random one-layer GPT-2 over it."""
+def _save_tiny_model(folder: Path, *, tags: bool = True, vocab_size: int = 400) -> Path:
+    """A byte-level BPE tokenizer trained on teacher traces, and a random one-layer GPT-2 over it.
+
+    With ``tags=False`` the answer tags are not tokens of their own and a small ``vocab_size`` keeps
+    them in pieces."""
     texts = [example_text(r) for r in iter_traces(load_corpus("chembl-drugs", limit=20), seed=1)]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<|endoftext|>", *TAGS],
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", *(TAGS if tags else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -83,6 +86,15 @@ def test_constrained_samples_are_valid_and_within_elements_and_bounds(reasoner):
         assert sample.trace and "<smiles>" not in sample.trace
 
 
+def test_answer_tags_written_in_pieces(tmp_path):
+    folder = _save_tiny_model(tmp_path / "pieces", tags=False, vocab_size=280)
+    reasoner = TransformersReasoner.from_pretrained(folder, max_trace_tokens=10, max_smiles_tokens=30)
+    vocab = smiles_vocabulary(reasoner.tokenizer)
+    assert vocab.open_single is None and len(vocab.open_ids) > 1 and len(vocab.close_ids) > 1
+    samples = reasoner.generate(PROMPT, 8, seed=5, elements=["C", "N", "O", "S"])
+    assert all(validate(s.smiles).ok for s in samples), [s.smiles for s in samples]
+
+
 def test_plain_sampling_of_the_random_model_is_mostly_invalid(reasoner):
     samples = reasoner.generate(PROMPT, 16, seed=3, constrained=False)
     valid = sum(validate(s.smiles).ok for s in samples)
@@ -120,5 +132,5 @@ def test_proposer_runs_end_to_end(reasoner):
     found = Proposer(reasoner, rounds=2, samples_per_round=6, timeout_s=60).propose(spec, n=2, seed=0)
     assert found.status in ("satisfied", "partial", "unsatisfiable")
     assert found.stats["sampled"] in (6, 12) and found.stats["valid"] == found.stats["sampled"]
-    assert found and all(p.valid and p.spec_report is not None for p in found)
-    assert render_spec(spec).startswith("<spec>")
+    assert found and all(p.valid and p.validation.ok and p.spec_report.results for p in found)
+    assert all(p.trace for p in found)
