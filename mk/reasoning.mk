@@ -1,16 +1,24 @@
-# reasoning/: teacher traces, SFT of the compact reasoning model, and its benchmark.
+# reasoning/: teacher traces, the three training stages of the compact reasoning model, and its benchmark.
 #
 #   make traces-reasoning      build/reasoning/traces-{0,1}.jsonl  (MOSES train sample + ChEMBL drugs)
-#   make train-reasoning-sft   reasoning/checkpoints/compact  (stage a; re-running resumes from
-#                              build/reasoning/sft-state; JSON-lines log in the checkpoint folder)
-#   make train-reasoning-align stage (b) into build/reasoning/align (from the stage a checkpoint)
+#   make train-reasoning-sft   stage (a) SFT into build/reasoning/sft (re-running resumes from
+#                              build/reasoning/sft-state; JSON-lines log in the folder)
+#   make train-reasoning-align stage (b) into build/reasoning/align (from stage a)
 #   make train-reasoning-rl    stage (c) GRPO into build/reasoning/rl (from stage b)
+#   make ship-reasoning        copy stage (c) and the logs of all three stages to reasoning/checkpoints/compact
+#   make train-reasoning       all of the above, in order
+#   make train-reasoning-notrace  the "without traces" comparison model (build/reasoning/notrace)
 #   make bench-reasoning       benchmarks/results/reasoning.json
 #
-# Training runs on one CPU thread, at lower priority, so it can share the machine.
+# Training runs on one CPU thread, at lower priority, so it can share the machine. Step counts are fixed
+# (stage b stops at RSN_ALIGN_STEPS of its 1000-step schedule, stage c runs RSN_RL_STEPS updates) so a
+# re-run reproduces the shipped model's schedule.
 
 RSN_BUILD := build/reasoning
 RSN_CKPT  := reasoning/checkpoints/compact
+RSN_SFT   := $(RSN_BUILD)/sft
+RSN_ALIGN_STEPS ?= 384
+RSN_RL_STEPS ?= 340
 RSN_ENV   := OMP_NUM_THREADS=1
 RSN_MOSES ?= 15000
 RSN_TRACES ?= 9600  # traces kept per shard (the shipped model saw 2 x 9600)
@@ -31,24 +39,39 @@ traces-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl
 
 train-reasoning-sft: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_CKPT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS)
+		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_SFT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS)
 
 bench-reasoning: $(STAMP)
-	$(RSN_ENV) $(PY) benchmarks/reasoning.py
+	$(RSN_ENV) $(PY) benchmarks/reasoning.py --held-out 200 --before-stage-c $(RSN_BUILD)/align \
+		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --verbose
 
 bench: bench-reasoning
 
-# Stages (b) and (c) continue from the stage (a) checkpoint into build/ (not shipped: see the issue note).
-.PHONY: train-reasoning-align train-reasoning-rl
+# Stages (b) and (c) continue from stage (a); the stage (c) model is the one shipped.
+.PHONY: train-reasoning-align train-reasoning-rl ship-reasoning train-reasoning
 
 train-reasoning-align: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.align --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_CKPT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
-		--max-minutes 20
+		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_SFT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
+		--max-steps 1000 --stop-after $(RSN_ALIGN_STEPS) --max-minutes 240
 
 train-reasoning-rl: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl --max-minutes 55 --max-steps 100000
+		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --max-minutes 240
+
+ship-reasoning:
+	mkdir -p $(RSN_CKPT)
+	cp $(RSN_BUILD)/rl/config.json $(RSN_BUILD)/rl/model.safetensors $(RSN_BUILD)/rl/tokenizer.json $(RSN_CKPT)/
+	cp $(RSN_BUILD)/rl/rl_log.jsonl $(RSN_BUILD)/rl/rl_config.json $(RSN_CKPT)/
+	cp $(RSN_SFT)/train_log.jsonl $(RSN_CKPT)/sft_train_log.jsonl
+	cp $(RSN_SFT)/train_config.json $(RSN_CKPT)/sft_train_config.json
+	cp $(RSN_BUILD)/align/train_log.jsonl $(RSN_CKPT)/align_train_log.jsonl
+	cp $(RSN_BUILD)/align/train_config.json $(RSN_CKPT)/align_train_config.json
+
+train-reasoning: train-reasoning-sft
+	$(MAKE) train-reasoning-align
+	$(MAKE) train-reasoning-rl
+	$(MAKE) ship-reasoning
 
 # The "without traces" comparison model: stage (a) on the same records and schedule, spec -> SMILES only.
 .PHONY: train-reasoning-notrace

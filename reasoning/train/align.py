@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--max-minutes", type=float, default=30.0)
+    parser.add_argument("--stop-after", type=int, default=0, help="stop at this step, schedule unchanged (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     traces = [r for path in args.traces for r in read_traces(path)][: args.limit]
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
         warmup_steps=20,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        stop_after=args.stop_after,
         seed=args.seed,
     )
     return train_sft(cfg)
