@@ -86,7 +86,7 @@ class DenoiserTrainingConfig:
     num_train_timesteps: int = 1000
     p_uncond: float = 0.15
     p_keep_property: float = 0.5
-    epochs: int = 25
+    epochs: int = 20
     batch_size: int = 512
     lr: float = 1e-3
     lr_min: float = 5e-5
