@@ -275,18 +275,32 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
 
 
 # ---------------------------------------------------------------------------------------- denoiser
-def compute_training_properties(out: Path, cfg: DenoiserTrainingConfig) -> tuple[list[str], torch.Tensor]:
+_PROPERTY_FILES = ("training_smiles.json", "training_properties.safetensors", "training_selfies.json")
+
+
+def compute_training_properties(
+    out: Path, cfg: DenoiserTrainingConfig, cache: Path | None = None
+) -> tuple[list[str], torch.Tensor]:
     """The denoiser's MOSES-train sample and its RDKit properties, cached in ``out`` (no model needed).
 
     This is the slow, model-independent part of the denoiser stage (QED and SA for every molecule),
     so it can run while the autoencoder trains: ``python -m diffusion.train properties``.
+    ``cache`` (``--cache``, default ``build/diffusion-cache``) keeps a copy keyed by the sample
+    (size and seed) that outlives the checkpoint folder, so retraining the denoiser with another
+    recipe on the same sample does not compute the properties again.
     """
     out = Path(out)
     smiles_path, props_path = out / "training_smiles.json", out / "training_properties.safetensors"
     _check_recipe(out, dataclasses.asdict(cfg))
+    n = cfg.n_train + cfg.n_heldout
+    shared = Path(cache) / f"moses-train-n{n}-seed{cfg.seed + 1}" if cache is not None else None
+    if not props_path.exists() and shared is not None and all((shared / f).exists() for f in _PROPERTY_FILES):
+        for name in _PROPERTY_FILES:
+            shutil.copyfile(shared / name, out / name)
+        TrainingLog(out / "train_log.jsonl").write(event="properties", n=n, reused=str(shared))
     if smiles_path.exists() and props_path.exists():
         return json.loads(smiles_path.read_text()), load_file(props_path)["properties"]
-    smiles = load_corpus("moses-train", limit=cfg.n_train + cfg.n_heldout, seed=cfg.seed + 1)
+    smiles = load_corpus("moses-train", limit=n, seed=cfg.seed + 1)
     started = time.time()
     props = torch.from_numpy(property_matrix([Chem.MolFromSmiles(s) for s in smiles])).float()
     TrainingLog(out / "train_log.jsonl").write(
@@ -295,6 +309,10 @@ def compute_training_properties(out: Path, cfg: DenoiserTrainingConfig) -> tuple
     save_file({"properties": props.contiguous()}, props_path)
     smiles_path.write_text(json.dumps(smiles))
     (out / "training_selfies.json").write_text(json.dumps([_selfies_or_none(s) for s in smiles]))
+    if shared is not None:
+        shared.mkdir(parents=True, exist_ok=True)
+        for name in _PROPERTY_FILES:
+            shutil.copyfile(out / name, shared / name)
     return smiles, props
 
 
@@ -306,12 +324,12 @@ def _selfies_or_none(smiles: str) -> str | None:
 
 
 def _encode_training_set(
-    vae: SelfiesVAE, out: Path, cfg: DenoiserTrainingConfig, log: TrainingLog
+    vae: SelfiesVAE, out: Path, cfg: DenoiserTrainingConfig, log: TrainingLog, property_cache: Path | None = None
 ) -> dict[str, torch.Tensor]:
     cache = out / "latents.safetensors"
     if cache.exists():
         return load_file(cache)
-    smiles, props = compute_training_properties(out, cfg)
+    smiles, props = compute_training_properties(out, cfg, property_cache)
     selfies_path = out / "training_selfies.json"
     selfies = json.loads(selfies_path.read_text()) if selfies_path.exists() else None
     token_ids, kept = vae.tokenize(smiles, selfies)
@@ -324,8 +342,13 @@ def _encode_training_set(
     return tensors
 
 
-def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> LatentDenoiser:
-    """Train (or resume, or just load) the conditional latent denoiser in ``out``."""
+def train_denoiser(
+    out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig, property_cache: Path | None = None
+) -> LatentDenoiser:
+    """Train (or resume, or just load) the conditional latent denoiser in ``out``.
+
+    ``property_cache``: see :func:`compute_training_properties`.
+    """
     from diffusers import DDPMScheduler
 
     out = Path(out)
@@ -333,7 +356,7 @@ def train_denoiser(out: Path, vae: SelfiesVAE, cfg: DenoiserTrainingConfig) -> L
         return LatentDenoiser.from_pretrained(out)
     _check_recipe(out, dataclasses.asdict(cfg))
     log = TrainingLog(out / "train_log.jsonl")
-    data = _encode_training_set(vae, out, cfg, log)
+    data = _encode_training_set(vae, out, cfg, log, property_cache)
     latents, props = data["latents"], data["properties"]
     n_fit = len(latents) - cfg.n_heldout
     fit_props = props[:n_fit].numpy()
@@ -423,14 +446,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("stage", choices=["properties", "autoencoder", "denoiser", "all"])
     parser.add_argument("--out", type=Path, default=Path("diffusion/checkpoints"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--cache", type=Path, default=Path("build/diffusion-cache"), help="where the training-set properties are kept"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.stage == "properties":
-        compute_training_properties(args.out / "denoiser", DenoiserTrainingConfig())
+        compute_training_properties(args.out / "denoiser", DenoiserTrainingConfig(), args.cache)
         return
     vae = train_autoencoder(args.out / "autoencoder", AutoencoderTrainingConfig())
     if args.stage in ("denoiser", "all"):
-        denoiser = train_denoiser(args.out / "denoiser", vae, DenoiserTrainingConfig())
+        denoiser = train_denoiser(args.out / "denoiser", vae, DenoiserTrainingConfig(), args.cache)
     if args.stage == "all":
         save_pipeline(args.out, vae, denoiser)
 

@@ -2,9 +2,10 @@
 #
 #   make train-diffusion   diffusion/checkpoints/{autoencoder,denoiser,scheduler} + model_index.json
 #                          (re-running resumes an interrupted stage and skips finished ones;
-#                          JSON-lines logs in each stage folder, console output in train.log)
+#                          JSON-lines logs in each stage folder, console output in train.log; the
+#                          training-set properties, ~20 min of RDKit, are kept in build/diffusion-cache)
 #   make bench-diffusion   benchmarks/results/diffusion.json + diffusion_*.png (25 DPM-Solver++ steps,
-#                          24 guidance settings x 15 targets x 32 samples; ~25 min on a busy 2-core machine)
+#                          24 guidance settings x 15 targets x 32 samples; ~4 min on the 2-core machine at load ~2)
 #
 # Training runs on one CPU thread, at lower priority, so it can share the machine.
 

@@ -16,6 +16,7 @@ from diffusion.train import (
     _ExponentialAverage,
     _load_resume,
     _save_resume,
+    compute_training_properties,
     train_autoencoder,
     train_denoiser,
 )
@@ -176,3 +177,20 @@ def test_weight_average_follows_the_model_and_resumes(tmp_path):
     resumed.copy_to(fresh)
     assert torch.equal(fresh.input.weight, ema.shadow["input.weight"])
     assert fresh.blocks[0].film.in_features == 8  # the narrower embedding drives FiLM
+
+
+def test_training_properties_are_reused_from_the_cache(tmp_path, monkeypatch):
+    import diffusion.train as train
+
+    cfg = DenoiserTrainingConfig(n_train=30, n_heldout=5)
+    smiles, props = compute_training_properties(tmp_path / "first", cfg, cache=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("properties were computed again")
+
+    monkeypatch.setattr(train, "property_matrix", no_recompute)
+    again, props_again = compute_training_properties(tmp_path / "second", cfg, cache=tmp_path / "cache")
+    assert again == smiles and torch.equal(props_again, props)
+    log = [json.loads(line) for line in (tmp_path / "second" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "properties" and "reused" in log[-1]
