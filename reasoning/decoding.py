@@ -18,6 +18,10 @@ The model writes its answer in Kekulé SMILES over the organic subset (``C N O P
   closure adds one ring to the cyclomatic number; RDKit's symmetrized SSSR can count one more in rare
   bridged systems), and no end before the minimum atom count, ring count and ``mw`` (a soft rule:
   it yields to validity when nothing else can follow);
+- the spec's ``scaffold`` as a template: the answer writes the scaffold's Kekulé SMILES token by token
+  and may open substituent branches wherever a scaffold atom has valence to spare beyond the scaffold
+  bonds still to come (the branch may not touch the scaffold's open ring labels); after the last
+  scaffold token it continues freely. So every answer contains the scaffold;
 - completability: after a token is chosen, a short greedy completion (close rings, pop branches) must
   exist, otherwise the token is rejected and another is sampled; near the length limit that completion
   is written out, so decoding always ends, with a valid molecule.
@@ -60,8 +64,9 @@ class SmilesBounds:
     """Size and ring bounds the decoder enforces while it writes (taken from a spec by :meth:`from_spec`).
 
     >>> from workbench.chem import DesignSpec
-    >>> SmilesBounds.from_spec(DesignSpec(properties={"heavy_atoms": [15, 25], "rings": [1, 2], "mw": [0, 350]}))
-    SmilesBounds(min_atoms=15, max_atoms=25, min_rings=1, max_rings=2, max_heavy_mass=350.0, min_mass=0.0)
+    >>> b = SmilesBounds.from_spec(DesignSpec(properties={"heavy_atoms": [15, 25], "rings": [1, 2], "mw": [0, 350]}))
+    >>> b.min_atoms, b.max_atoms, b.min_rings, b.max_rings, b.max_heavy_mass, b.scaffold
+    (15, 25, 1, 2, 350.0, None)
     """
 
     min_atoms: int = 0
@@ -70,12 +75,14 @@ class SmilesBounds:
     max_rings: int | None = None
     max_heavy_mass: float | None = None
     min_mass: float = 0.0
+    scaffold: tuple[str, ...] | None = None  # Kekulé SMILES tokens the answer is built around
 
     @classmethod
     def from_spec(cls, spec) -> SmilesBounds | None:
         """Bounds from a DesignSpec's ``heavy_atoms``, ``rings`` and ``mw`` ranges (None when it has none)."""
         props = spec.properties
-        if not any(name in props for name in ("heavy_atoms", "rings", "mw")):
+        template = scaffold_template(spec.scaffold, spec.elements) if spec.scaffold else None
+        if not any(name in props for name in ("heavy_atoms", "rings", "mw")) and template is None:
             return None
         atoms, rings = props.get("heavy_atoms"), props.get("rings")
         return cls(
@@ -85,7 +92,65 @@ class SmilesBounds:
             max_rings=int(math.floor(rings[1])) if rings else None,
             max_heavy_mass=float(props["mw"][1]) if "mw" in props else None,
             min_mass=float(props["mw"][0]) if "mw" in props else 0.0,
+            scaffold=template,
         )
+
+
+@dataclass(frozen=True)
+class _TemplatePlan:
+    reserve: tuple[tuple[int, ...], ...]  # [tokens written][template atom] -> valence later template bonds need
+    atoms_left: tuple[int, ...]  # [tokens written] -> template atoms still to write
+    mass_left: tuple[float, ...]  # [tokens written] -> their heavy-atom mass
+
+
+_PLANS: dict[tuple[str, ...], _TemplatePlan] = {}
+
+
+def _template_plan(template: tuple[str, ...]) -> _TemplatePlan:
+    plan = _PLANS.get(template)
+    if plan is None:
+        state = SmilesGrammarState()
+        used_after = []
+        for token in template:
+            state.push(token)
+            used_after.append(list(state.used))
+        final = state.used
+        atoms = [i for i, t in enumerate(template) if t in MAX_VALENCE]
+        reserve = [()] + [tuple(final[k] - used[k] for k in range(len(used))) for used in used_after]
+        atoms_left = tuple(sum(1 for i in atoms if i >= p) for p in range(len(template) + 1))
+        mass_left = tuple(sum(_MASS[template[i]] for i in atoms if i >= p) for p in range(len(template) + 1))
+        plan = _PLANS[template] = _TemplatePlan(tuple(reserve), atoms_left, mass_left)
+    return plan
+
+
+def scaffold_template(scaffold: str, elements: Iterable[str] | None = None) -> tuple[str, ...] | None:
+    """The grammar tokens of a scaffold in Kekulé SMILES, or None when the grammar cannot write it
+    (bracket atoms, charges, elements outside ``elements``) or RDKit cannot parse it.
+
+    >>> scaffold_template("c1ccc2[nH]ccc2c1")
+    ('C', '1', '=', 'C', 'C', '=', 'C', '2', 'N', 'C', '=', 'C', 'C', '2', '=', 'C', '1')
+    """
+    from rdkit import Chem
+
+    from reasoning.tokenizer import smiles_tokens
+    from reasoning.traces import kekule_smiles
+
+    mol = Chem.MolFromSmiles(scaffold) or Chem.MolFromSmarts(scaffold)
+    if mol is None:
+        return None
+    try:
+        Chem.SanitizeMol(mol)
+        tokens = tuple(smiles_tokens(kekule_smiles(mol)))
+    except (ValueError, RuntimeError):
+        return None
+    allowed = set(elements) if elements is not None else None
+    for token in tokens:
+        if token in MAX_VALENCE:
+            if allowed is not None and token not in allowed:
+                return None
+        elif token not in _BOND_ORDER and token not in ("(", ")") and token not in _RING_LABELS:
+            return None
+    return tokens or None
 
 
 @dataclass
@@ -115,6 +180,10 @@ class SmilesGrammarState:
     bounds: SmilesBounds | None = None
     n_closed: int = 0  # ring closures written (each adds one ring)
     heavy_mass: float = 0.0
+    tpos: int = 0  # scaffold template tokens written
+    tatoms: list[int] = field(default_factory=list)  # atom index of each template atom written
+    free_depth: int | None = None  # branch depth of an inserted substituent branch (None: on the template)
+    free_labels: set[str] = field(default_factory=set)  # ring labels opened inside that branch
 
     def copy(self) -> SmilesGrammarState:
         return SmilesGrammarState(
@@ -136,6 +205,10 @@ class SmilesGrammarState:
             self.bounds,
             self.n_closed,
             self.heavy_mass,
+            self.tpos,
+            list(self.tatoms),
+            self.free_depth,
+            set(self.free_labels),
         )
 
     # ------------------------------------------------------------------ queries
@@ -172,7 +245,61 @@ class SmilesGrammarState:
         return path
 
     def can_end(self) -> bool:
+        if self.template_left() or self.free_depth is not None:
+            return False
         return bool(self.element) and not self.open_rings and not self.branches and self.pending is None
+
+    # ------------------------------------------------------------------ scaffold template
+    @property
+    def template(self) -> tuple[str, ...] | None:
+        return self.bounds.scaffold if self.bounds is not None else None
+
+    def template_left(self) -> int:
+        """Scaffold template tokens still to be written."""
+        t = self.template
+        return len(t) - self.tpos if t is not None else 0
+
+    def _reserve(self, atom: int) -> int:
+        """Valence of a template atom that later template bonds still need."""
+        if not self.template_left() or atom not in self.tatoms:
+            return 0
+        return _template_plan(self.template).reserve[self.tpos][self.tatoms.index(atom)]
+
+    def _fits_atom_budget(self, symbol: str) -> bool:
+        """Whether one more substituent atom leaves room for the rest of the template within the bounds."""
+        b = self.bounds
+        plan = _template_plan(self.template)
+        if b.max_atoms is not None and len(self.element) + plan.atoms_left[self.tpos] + 1 > b.max_atoms:
+            return False
+        mass = self.heavy_mass + plan.mass_left[self.tpos] + _MASS[symbol]
+        return b.max_heavy_mass is None or mass <= b.max_heavy_mass
+
+    def _can_insert(self) -> bool:
+        """Whether a substituent branch may open here, before the next template token."""
+        t = self.template
+        nxt = t[self.tpos]
+        if nxt in _RING_LABELS or nxt == "(" or self.current is None:
+            return False
+        if nxt in _BOND_ORDER and self.tpos + 1 < len(t) and t[self.tpos + 1] in _RING_LABELS:
+            return False
+        if self.last not in ("atom", "ring", "close"):
+            return False
+        fill = self._fill_atom() or "C"
+        return self.remaining(self.current) - self._reserve(self.current) >= 1 and self._fits_atom_budget(fill)
+
+    def _allows_in_branch(self, token: str) -> bool:
+        """Extra rules inside an inserted substituent branch (then the ordinary grammar)."""
+        if token in _RING_LABELS and token in self.open_rings and token not in self.free_labels:
+            return False  # a template ring label: only the template closes it
+        if token == ")" and len(self.branches) == self.free_depth and self.free_labels:
+            return False  # the branch's own rings close inside it
+        if token in MAX_VALENCE and not self._fits_atom_budget(token):
+            return False
+        if self.last == "open" and len(self.branches) == self.free_depth:  # the bond to the template atom
+            order = _BOND_ORDER.get(token, 1)
+            if self.remaining(self.current) - self._reserve(self.current) < order:
+                return False
+        return self._allows_base(token)
 
     def meets_minimums(self) -> bool:
         """Whether the atom, ring and mass minimums of the bounds are reached (ending earlier is discouraged)."""
@@ -197,6 +324,15 @@ class SmilesGrammarState:
 
     def allows(self, token: str) -> bool:
         """Whether ``token`` keeps the prefix valid (not yet whether it stays completable)."""
+        if self.template_left():
+            if self.free_depth is not None:
+                return self._allows_in_branch(token)
+            if token == self.template[self.tpos]:
+                return self._allows_base(token)
+            return token == "(" and self._can_insert() and self._allows_base(token)
+        return self._allows_base(token)
+
+    def _allows_base(self, token: str) -> bool:
         if token in MAX_VALENCE:
             return self._allows_atom(token)
         if token in _BOND_ORDER:
@@ -280,6 +416,23 @@ class SmilesGrammarState:
     # ------------------------------------------------------------------ transitions
     def push(self, token: str) -> None:
         """Apply a token (call :meth:`allows` first)."""
+        on_template = self.template_left() > 0 and self.free_depth is None
+        advance = on_template and token == self.template[self.tpos]
+        was_open = token in self.open_rings
+        self._push_base(token)
+        if advance:
+            if token in MAX_VALENCE:
+                self.tatoms.append(len(self.element) - 1)
+            self.tpos += 1
+        elif on_template and token == "(":
+            self.free_depth = len(self.branches)
+        elif self.free_depth is not None:
+            if token in _RING_LABELS:
+                (self.free_labels.discard if was_open else self.free_labels.add)(token)
+            elif token == ")" and len(self.branches) < self.free_depth:
+                self.free_depth = None
+
+    def _push_base(self, token: str) -> None:
         self.n_tokens += 1
         if token in MAX_VALENCE:
             idx = len(self.element)
@@ -343,7 +496,9 @@ class SmilesGrammarState:
 
     # ------------------------------------------------------------------ completion
     def completion(self, budget: int = 40) -> list[str] | None:
-        """A short token sequence that closes every ring and branch, or None if the greedy search finds none."""
+        """A short token sequence that closes every ring and branch (and writes the rest of a scaffold
+        template), or None if the greedy search finds none."""
+        budget += self.template_left()
         for prefer_pop in (False, True):
             result = self._greedy_completion(budget, prefer_pop)
             if result is not None:
@@ -362,16 +517,19 @@ class SmilesGrammarState:
             if state.can_end():
                 return out
             options: list[str] = []
-            if state.pending is not None or state.current is None:
+            open_here = state.free_labels if state.free_depth is not None else state.open_rings
+            if state.template_left() and state.free_depth is None:
+                options = [state.template[state.tpos]]
+            elif state.pending is not None or state.current is None:
                 options = [fill] if fill else []
             else:
-                closable = [lab for lab in state.open_rings if state.allows(lab)]
+                closable = [lab for lab in open_here if state.allows(lab)]
                 if closable:
                     options = [closable[0]]
                 else:
-                    add = [fill] if fill and state.open_rings and state.allows(fill) else []
+                    add = [fill] if fill and open_here and state.allows(fill) else []
                     pop = [")"] if state.allows(")") else []
-                    options = pop + add if prefer_pop or not state.open_rings else add + pop
+                    options = pop + add if prefer_pop or not open_here else add + pop
             options = [t for t in options if t is not None and state.allows(t)]
             if not options:
                 return None
@@ -675,7 +833,7 @@ def _next_smiles_token(
         token = forced_queue.pop(0)
         state.push(token)
         return token
-    worst_completion = 3 * len(state.open_rings) + len(state.branches) + 2
+    worst_completion = 3 * len(state.open_rings) + len(state.branches) + 2 + state.template_left()
     if state.element and state.n_tokens + worst_completion + 3 >= max_smiles_tokens:
         completion = state.completion()
         if not completion:  # nothing left to close (or, defensively, no completion found): end here

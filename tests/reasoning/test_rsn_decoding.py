@@ -149,3 +149,41 @@ def test_spec_bounds_cap_size_rings_and_mass(tiny_model, tokenizer):
     free = generate(tiny_model, tokenizer, "<spec> </spec>", 24, max_trace_tokens=4, seed=3)
     free_mols = [Chem.MolFromSmiles(o.smiles) for o in free]
     assert sum(m.GetNumHeavyAtoms() >= 8 and rdMolDescriptors.CalcNumRings(m) >= 1 for m in free_mols) < sum(in_range)
+
+
+@pytest.mark.parametrize("scaffold", ["c1ccc2[nH]ccc2c1", "c1ccc(CNCCSc2ncn[nH]2)cc1", "O=C1CCC(=O)N1", "C1CCNCC1"])
+def test_scaffold_template_is_always_written(tiny_model, tokenizer, scaffold):
+    from reasoning.decoding import SmilesBounds
+    from workbench.chem import DesignSpec
+
+    spec = DesignSpec(properties={"heavy_atoms": [5, 30]}, scaffold=scaffold)
+    bounds = SmilesBounds.from_spec(spec)
+    assert bounds.scaffold is not None
+    out = generate(tiny_model, tokenizer, "<spec> </spec>", 24, bounds=bounds, max_trace_tokens=4, seed=2)
+    for o in out:
+        assert validate(o.smiles).ok, o.smiles
+        report = spec.check(o.smiles)
+        assert all(r.passed for r in report.results if r.kind == "scaffold"), o.smiles
+        assert Chem.MolFromSmiles(o.smiles).GetNumHeavyAtoms() <= 30
+
+
+def test_substituent_branches_respect_the_template_valence():
+    from reasoning.decoding import SmilesBounds, SmilesGrammarState, scaffold_template
+
+    bounds = SmilesBounds(scaffold=scaffold_template("c1ccncc1"))
+    assert bounds.scaffold == tuple("C1=CC=NC=C1")
+    state = SmilesGrammarState(bounds=bounds)
+    state.push("C")
+    assert state.allows("1") and not state.allows("(")  # ring digits must follow the atom directly
+    assert not state.allows("N")  # only the template's next token, or a substituent branch
+    state.push("1")
+    assert state.allows("(")  # C1 keeps one valence beyond its ring bonds: a substituent may go here
+    state.push("(")
+    assert not state.allows("=")  # but only by a single bond
+    assert not state.allows("1")  # and the template's open ring label is not the branch's to close
+    _push_all(state, ["O", "C", ")"])
+    assert state.free_depth is None and not state.can_end()  # back on the unfinished template
+    _push_all(state, ["=", "C", "C", "=", "N"])
+    assert not state.allows("(")  # the ring nitrogen has no valence to spare
+    _push_all(state, ["C", "=", "C", "1"])
+    assert state.can_end() and state.template_left() == 0
