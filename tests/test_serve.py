@@ -95,3 +95,15 @@ def test_malformed_requests_get_400_with_a_message(server):
     ok = {"messages": [{"role": "user", "content": '{"require": ["c1ccccc1"]}'}], "n": 99}
     status, payload = _post(server, json.dumps(ok).encode())
     assert status == 200 and len(payload["choices"]) == server.max_n  # n is capped, not refused
+
+
+def test_a_yaml_spec_bounds_the_decoding(server):
+    spec = {"properties": {"heavy_atoms": [10, 16]}, "scaffold": "c1ccncc1"}
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": json.dumps(spec)}], "n": 4, "seed": 3}
+    status, payload = _post(server, json.dumps(body).encode())
+    assert status == 200
+    for choice in payload["choices"]:
+        smiles = choice["message"]["content"].split("<smiles>")[1].split("</smiles>")[0]
+        mol = Molecule(smiles)
+        assert mol.graph.GetNumHeavyAtoms() <= 16
+        assert mol.graph.HasSubstructMatch(Molecule("c1ccncc1").graph)

@@ -57,8 +57,9 @@ def _user_prompt(messages: Any) -> str:
     return content
 
 
-def _model_prompt(content: str) -> tuple[str, list[str] | None]:
-    """The model's prompt and the allowed elements, from what the user sent."""
+def _model_prompt(content: str) -> tuple[str, list[str] | None, object]:
+    """The model's prompt, the allowed elements and the decoding bounds (for a YAML/JSON spec), from what
+    the user sent."""
     from reasoning.traces import render_spec
     from workbench.chem.spec import DesignSpec
     from workbench.errors import SpecError
@@ -70,7 +71,7 @@ def _model_prompt(content: str) -> tuple[str, list[str] | None]:
         content = content[: match.start()]
     text = content.strip()
     if text.startswith("<spec>"):
-        return text, elements
+        return text, elements, None
     try:
         spec = DesignSpec.from_yaml(text)
     except SpecError as exc:
@@ -83,7 +84,9 @@ def _model_prompt(content: str) -> tuple[str, list[str] | None]:
         )
     if spec.elements is not None:
         elements = list(spec.elements)
-    return render_spec(spec), elements
+    from reasoning.decoding import SmilesBounds
+
+    return render_spec(spec), elements, SmilesBounds.from_spec(spec)
 
 
 def _int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
@@ -187,7 +190,7 @@ class WorkbenchServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/v1"
 
     def complete(self, body: dict) -> dict:
-        prompt, elements = _model_prompt(_user_prompt(body.get("messages")))
+        prompt, elements, bounds = _model_prompt(_user_prompt(body.get("messages")))
         n = min(_int_field(body, "n", 1, 1, 10_000), self.max_n)  # more than max_n: max_n choices come back
         seed = _int_field(body, "seed", 0, 0, 2**31 - 1)
         temperature = body.get("temperature")
@@ -200,7 +203,8 @@ class WorkbenchServer(ThreadingHTTPServer):
             if temperature is not None and previous is not None:
                 self.backend.temperature = max(float(temperature), 1e-3)
             try:
-                samples = self.backend.generate(prompt, n, seed=seed, elements=elements, constrained=True)
+                extra = {"bounds": bounds} if bounds is not None else {}
+                samples = self.backend.generate(prompt, n, seed=seed, elements=elements, constrained=True, **extra)
             finally:
                 if previous is not None:
                     self.backend.temperature = previous
