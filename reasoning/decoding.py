@@ -18,7 +18,8 @@ The model writes its answer in Kekulé SMILES over the organic subset (``C N O P
   closure adds one ring to the cyclomatic number; RDKit's symmetrized SSSR can count one more in rare
   bridged systems), and no end before the minimum atom count, ring count and ``mw`` (a soft rule:
   it yields to validity when nothing else can follow);
-- the spec's ``scaffold`` as a template: the answer writes the scaffold's Kekulé SMILES token by token
+- the spec's ``scaffold`` (or, without one, the first ``require`` group the grammar can write, such as
+  ``C(=O)N`` or ``c1ccccc1``) as a template: the answer writes its Kekulé SMILES token by token
   and may open substituent branches wherever a scaffold atom has valence to spare beyond the scaffold
   bonds still to come (the branch may not touch the scaffold's open ring labels); after the last
   scaffold token it continues freely. So every answer contains the scaffold;
@@ -75,13 +76,18 @@ class SmilesBounds:
     max_rings: int | None = None
     max_heavy_mass: float | None = None
     min_mass: float = 0.0
-    scaffold: tuple[str, ...] | None = None  # Kekulé SMILES tokens the answer is built around
+    scaffold: tuple[str, ...] | None = None  # Kekulé SMILES tokens the answer is built around (the template)
 
     @classmethod
-    def from_spec(cls, spec) -> SmilesBounds | None:
-        """Bounds from a DesignSpec's ``heavy_atoms``, ``rings`` and ``mw`` ranges (None when it has none)."""
+    def from_spec(cls, spec, require_templates: bool = True) -> SmilesBounds | None:
+        """Bounds from a DesignSpec's ``heavy_atoms``, ``rings`` and ``mw`` ranges, and its scaffold (or
+        first writable ``require`` group, when ``require_templates``) as the template; None when it has none."""
         props = spec.properties
         template = scaffold_template(spec.scaffold, spec.elements) if spec.scaffold else None
+        for pattern in spec.require if template is None and require_templates else ():
+            template = scaffold_template(pattern, spec.elements)  # a required group the grammar can write
+            if template is not None:
+                break
         if not any(name in props for name in ("heavy_atoms", "rings", "mw")) and template is None:
             return None
         atoms, rings = props.get("heavy_atoms"), props.get("rings")

@@ -187,3 +187,19 @@ def test_substituent_branches_respect_the_template_valence():
     assert not state.allows("(")  # the ring nitrogen has no valence to spare
     _push_all(state, ["C", "=", "C", "1"])
     assert state.can_end() and state.template_left() == 0
+
+
+def test_a_required_group_becomes_the_template(tiny_model, tokenizer):
+    from reasoning.decoding import SmilesBounds
+    from workbench.chem import DesignSpec
+
+    spec = DesignSpec(properties={"heavy_atoms": [6, 20]}, require=["[F,Cl,Br,I]", "C(=O)N"])
+    bounds = SmilesBounds.from_spec(spec)
+    assert bounds.scaffold == ("N", "C", "=", "O")  # the first group the grammar can write
+    assert SmilesBounds.from_spec(spec, require_templates=False).scaffold is None
+    assert SmilesBounds.from_spec(DesignSpec(require=["C(=O)N"], scaffold="c1ccccc1")).scaffold[0] == "C"
+    amide = Chem.MolFromSmarts("C(=O)N")
+    out = generate(tiny_model, tokenizer, "<spec> </spec>", 16, bounds=bounds, max_trace_tokens=4, seed=5)
+    for o in out:
+        assert validate(o.smiles).ok, o.smiles
+        assert Chem.MolFromSmiles(o.smiles).HasSubstructMatch(amide), o.smiles
