@@ -194,10 +194,11 @@ def test_a_required_group_becomes_the_template(tiny_model, tokenizer):
     from workbench.chem import DesignSpec
 
     spec = DesignSpec(properties={"heavy_atoms": [6, 20]}, require=["[F,Cl,Br,I]", "C(=O)N"])
-    bounds = SmilesBounds.from_spec(spec)
+    bounds = SmilesBounds.from_spec(spec, require_templates=True)
     assert bounds.scaffold == ("N", "C", "=", "O")  # the first group the grammar can write
-    assert SmilesBounds.from_spec(spec, require_templates=False).scaffold is None
-    assert SmilesBounds.from_spec(DesignSpec(require=["C(=O)N"], scaffold="c1ccccc1")).scaffold[0] == "C"
+    assert SmilesBounds.from_spec(spec).scaffold is None  # off by default
+    with_scaffold = DesignSpec(require=["C(=O)N"], scaffold="c1ccccc1")
+    assert SmilesBounds.from_spec(with_scaffold, require_templates=True).scaffold[0] == "C"  # the scaffold wins
     amide = Chem.MolFromSmarts("C(=O)N")
     out = generate(tiny_model, tokenizer, "<spec> </spec>", 16, bounds=bounds, max_trace_tokens=4, seed=5)
     for o in out:
