@@ -14,11 +14,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
+
+import torch
 
 from reasoning.decoding import GeneratedText, SmilesBounds
 
-__all__ = ["Reasoner", "BACKENDS", "load_backend"]
+__all__ = ["Reasoner", "BACKENDS", "load_backend", "torch_threads"]
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch threads (``None`` or 0: leave torch's setting), restoring it afterwards."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @runtime_checkable

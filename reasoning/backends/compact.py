@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
+from reasoning.backends import torch_threads
 from reasoning.decoding import GeneratedText, SmilesBounds, generate, generate_many
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
@@ -86,13 +85,8 @@ class CompactReasoner:
     ) -> list[GeneratedText]:
         """``n`` samples for ``prompt``; with ``constrained`` every SMILES is a valid molecule (within
         ``bounds``, the spec's size and ring limits, when given)."""
-        previous = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self._generate(prompt, n, seed=seed, elements=elements, constrained=constrained, bounds=bounds)
-        finally:
-            torch.set_num_threads(previous)
 
     def _generate(
         self,
@@ -134,10 +128,7 @@ class CompactReasoner:
         bounds: list[SmilesBounds | None] | None = None,
     ) -> list[list[GeneratedText]]:
         """``n`` samples for each of several prompts in one batch (faster than one call per prompt)."""
-        previous = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return generate_many(
                 self.model,
                 self.tokenizer,
@@ -153,5 +144,3 @@ class CompactReasoner:
                 trace_prefixes=[self._prefix(p) for p in prompts],
                 bounds=bounds,
             )
-        finally:
-            torch.set_num_threads(previous)

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from reasoning.backends import torch_threads
 from reasoning.decoding import MAX_VALENCE, GeneratedText, SmilesBounds, SmilesGrammarState
 from reasoning.tokenizer import smiles_tokens
 from workbench.errors import CheckpointError
@@ -476,13 +477,8 @@ class TransformersReasoner:
     ) -> list[GeneratedText]:
         """``n`` samples for ``prompt``; with ``constrained`` every SMILES is a valid molecule (within
         ``bounds``, the spec's size and ring limits, when given)."""
-        previous = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self._generate(prompt, n, seed=seed, elements=elements, constrained=constrained, bounds=bounds)
-        finally:
-            torch.set_num_threads(previous)
 
     @torch.no_grad()
     def _generate(
