@@ -350,10 +350,10 @@ class SmilesLogitsProcessor(LogitsProcessor):
                     ok = False
                     break
                 trial.push(piece)
-            if not ok or not (trial.can_end() or trial.completion() is not None):
+            if not ok or not trial.completable():
                 continue
             trials[token_id] = trial
-            if not trial.meets_minimums() and not trial.can_grow():
+            if trial.stalls_below_minimum():
                 deferred.append(token_id)  # a dead end below the spec's minimum size: only if nothing else
                 continue
             keep.append(token_id)
