@@ -117,7 +117,6 @@ class Proposer:
         feedback = ""
         elements = list(spec.elements) if spec.elements is not None else None
         bounds = SmilesBounds.from_spec(spec) if self.constrained and self.spec_bounds else None
-        extra = {"bounds": bounds} if bounds is not None else {}
         for attempt in range(self.rounds):
             if len(found) >= n or time.time() - start > self.timeout_s:
                 break
@@ -125,7 +124,7 @@ class Proposer:
             k = self.samples_per_round or max(8, 2 * (n - len(found)))
             prompt = render_spec(spec) + (f" {feedback}" if feedback else "")
             samples = self.backend.generate(
-                prompt, k, seed=seed * 1009 + attempt, elements=elements, constrained=self.constrained, **extra
+                prompt, k, seed=seed * 1009 + attempt, elements=elements, constrained=self.constrained, bounds=bounds
             )
             round_misses = []
             for sample in samples:

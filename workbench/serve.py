@@ -23,7 +23,10 @@ import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reasoning.decoding import SmilesBounds
 
 __all__ = ["create_server", "serve", "MODEL_ID", "MAX_BODY_BYTES", "MAX_N"]
 
@@ -57,7 +60,7 @@ def _user_prompt(messages: Any) -> str:
     return content
 
 
-def _model_prompt(content: str) -> tuple[str, list[str] | None, object]:
+def _model_prompt(content: str) -> tuple[str, list[str] | None, SmilesBounds | None]:
     """The model's prompt, the allowed elements and the decoding bounds (for a YAML/JSON spec), from what
     the user sent."""
     from reasoning.traces import render_spec
@@ -203,8 +206,9 @@ class WorkbenchServer(ThreadingHTTPServer):
             if temperature is not None and previous is not None:
                 self.backend.temperature = max(float(temperature), 1e-3)
             try:
-                extra = {"bounds": bounds} if bounds is not None else {}
-                samples = self.backend.generate(prompt, n, seed=seed, elements=elements, constrained=True, **extra)
+                samples = self.backend.generate(
+                    prompt, n, seed=seed, elements=elements, constrained=True, bounds=bounds
+                )
             finally:
                 if previous is not None:
                     self.backend.temperature = previous
