@@ -7,8 +7,16 @@
 
 SELFIES strings are split into tokens from a fixed alphabet (stored in the JSON config), padded to
 ``max_len`` and ended with an end token. An MLP reads the embedded token sequence into a Gaussian
-posterior (``mu``, ``logvar``) of ``latent_dim`` dimensions; a second MLP writes the logits of every
-position at once (non-autoregressive), so decoding a batch of latents is a few matrix products.
+posterior (``mu``, ``logvar``) of ``latent_dim`` dimensions. The decoder is one of two kinds
+(``decoder_type`` in the config):
+
+- ``"gru"`` (what ``make train-diffusion`` trains): an autoregressive GRU that starts from the
+  latent and sees it at every step, writing one token after another. Latents between training
+  molecules still decode to coherent molecules, because each token is chosen given the ones before.
+- ``"mlp"``: an MLP that writes the logits of every position at once. Decoding is a few matrix
+  products, but a latent away from the training molecules mixes their tokens position by position
+  (on MOSES, N(0, I) samples of such a model decode to FCD ~30 at any KL weight from 0.01 to 0.5).
+
 Any token sequence decodes to a valid SELFIES string, so every latent decodes to a molecule;
 :meth:`SelfiesVAE.decode_molecules` still validates each one with :func:`workbench.chem.validate`
 and reports the ones that fail.
@@ -140,15 +148,15 @@ class DecodedMolecule:
 
 
 class SelfiesVAE(ModelMixin, ConfigMixin):
-    """SELFIES VAE: MLP encoder over the embedded token sequence, non-autoregressive MLP decoder.
+    """SELFIES VAE: MLP encoder over the embedded token sequence, GRU or MLP decoder.
 
     >>> vae = SelfiesVAE(tokens=["[C]", "[O]"], max_len=8, embed_dim=8, hidden_dim=16, latent_dim=4)
     >>> vae.encode_smiles(["CCO", "CO"]).shape
     torch.Size([2, 4])
 
-    The decoder predicts every token position at once from the latent (no teacher forcing, so no
-    exposure bias and no sequential loop at sampling time): decoding a batch is three matrix
-    products and an argmax.
+    ``decoder_type="gru"`` (``gru_dim`` wide) is trained with teacher forcing and decodes greedily, token
+    by token; ``decoder_type="mlp"`` predicts every position at once from the latent (see the module
+    docstring for why the shipped model uses the GRU).
     """
 
     @register_to_config
@@ -161,8 +169,12 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         latent_dim: int = 64,
         latent_mean: Sequence[float] | None = None,
         latent_std: Sequence[float] | None = None,
+        decoder_type: str = "mlp",
+        gru_dim: int = 256,
     ):
         super().__init__()
+        if decoder_type not in ("mlp", "gru"):
+            raise ValueError(f"decoder_type must be 'mlp' or 'gru', got {decoder_type!r}")
         self.vocab = SelfiesVocabulary(tokens)
         n_tokens = len(self.vocab)
         self.embed = nn.Embedding(n_tokens, embed_dim, padding_idx=self.vocab.pad_id)
@@ -170,10 +182,15 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
             nn.Linear(max_len * embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
         )
         self.to_posterior = nn.Linear(hidden_dim, 2 * latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
-        )
-        self.to_logits = nn.Linear(hidden_dim, max_len * n_tokens)
+        if decoder_type == "gru":
+            self.latent_to_state = nn.Linear(latent_dim, gru_dim)
+            self.gru = nn.GRU(embed_dim + latent_dim, gru_dim, batch_first=True)
+            self.to_logits = nn.Linear(gru_dim, n_tokens)
+        else:
+            self.decoder = nn.Sequential(
+                nn.Linear(latent_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
+            )
+            self.to_logits = nn.Linear(hidden_dim, max_len * n_tokens)
         mean = torch.tensor(latent_mean if latent_mean is not None else [0.0] * latent_dim, dtype=torch.float32)
         std = torch.tensor(latent_std if latent_std is not None else [1.0] * latent_dim, dtype=torch.float32)
         self.register_buffer("_latent_mean", mean, persistent=False)
@@ -210,15 +227,31 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         mu, logvar = self.to_posterior(self.encoder(self.embed(token_ids).flatten(1))).chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 6.0)
 
-    def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Token logits (batch, max_len, vocab) for every position, from latents ``z`` (batch, latent_dim)."""
-        return self.to_logits(self.decoder(z)).view(z.shape[0], self.config.max_len, len(self.vocab))
+    def logits(self, z: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token logits (batch, length, vocab) from latents ``z`` (batch, latent_dim).
+
+        The MLP decoder gives every position (length ``max_len``) from ``z`` alone; the GRU decoder
+        needs the tokens (``token_ids``, batch x length) and gives each position's logits given the
+        tokens before it (teacher forcing).
+        """
+        if self.config.decoder_type == "mlp":
+            return self.to_logits(self.decoder(z)).view(z.shape[0], self.config.max_len, len(self.vocab))
+        if token_ids is None:
+            raise ValueError("the GRU decoder needs token_ids for teacher forcing; use greedy_decode to generate")
+        start = torch.full_like(token_ids[:, :1], self.vocab.bos_id)
+        previous = torch.cat([start, token_ids[:, :-1]], dim=1)
+        steps = torch.cat([self.embed(previous), z.unsqueeze(1).expand(-1, previous.shape[1], -1)], dim=-1)
+        out, _ = self.gru(steps, self._initial_state(z))
+        return self.to_logits(out)
+
+    def _initial_state(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.latent_to_state(z)).unsqueeze(0)
 
     def loss(self, token_ids: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
         """ELBO terms for a batch: ``loss`` = reconstruction (nats/molecule) + ``beta`` x KL."""
         mu, logvar = self.posterior(token_ids)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        logits = self.logits(z)[:, : token_ids.shape[1]]
+        logits = self.logits(z, token_ids)[:, : token_ids.shape[1]]
         # The loss covers tokens up to and including EOS; padding after it carries no information.
         mask = (token_ids != self.vocab.pad_id).float()
         ce = F.cross_entropy(logits.transpose(1, 2), token_ids, reduction="none")
@@ -235,6 +268,8 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         The end token is not allowed before ``min_tokens`` tokens, so no latent decodes to an empty
         (or one-atom) molecule.
         """
+        if self.config.decoder_type == "gru":
+            return self._greedy_decode_gru(z, min_tokens)
         logits = self.logits(z)
         logits[:, :, self.vocab.pad_id] = -torch.inf
         logits[:, :, self.vocab.bos_id] = -torch.inf
@@ -243,6 +278,26 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         ended = (out == self.vocab.eos_id).cumsum(dim=1) > 0
         after_end = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], dim=1)
         return out.masked_fill(after_end, self.vocab.pad_id)
+
+    def _greedy_decode_gru(self, z: torch.Tensor, min_tokens: int) -> torch.Tensor:
+        n, max_len = z.shape[0], self.config.max_len
+        out = torch.full((n, max_len), self.vocab.pad_id, dtype=torch.long, device=z.device)
+        token = torch.full((n,), self.vocab.bos_id, dtype=torch.long, device=z.device)
+        ended = torch.zeros(n, dtype=torch.bool, device=z.device)
+        state = self._initial_state(z)
+        for i in range(max_len):
+            step, state = self.gru(torch.cat([self.embed(token), z], dim=-1).unsqueeze(1), state)
+            logits = self.to_logits(step[:, 0])
+            logits[:, self.vocab.pad_id] = -torch.inf
+            logits[:, self.vocab.bos_id] = -torch.inf
+            if i < min_tokens:
+                logits[:, self.vocab.eos_id] = -torch.inf
+            token = logits.argmax(-1)
+            out[:, i] = token.masked_fill(ended, self.vocab.pad_id)
+            ended |= token == self.vocab.eos_id
+            if bool(ended.all()):
+                break
+        return out
 
     # ------------------------------------------------------------------ latents in unit scale
     def normalise(self, mu: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from diffusion.train import (
     AutoencoderTrainingConfig,
     DenoiserTrainingConfig,
     _ExponentialAverage,
+    _length_bucketed_order,
     _load_resume,
     _save_resume,
     compute_training_properties,
@@ -61,6 +62,58 @@ def test_greedy_decode_pads_after_the_end_token_and_never_ends_early(moses_sampl
             end = row.index(vae.vocab.eos_id)
             assert all(i == vae.vocab.pad_id for i in row[end + 1 :])
             assert vae.vocab.pad_id not in row[:end]
+
+
+def test_gru_autoencoder_loss_falls(moses_sample: list[str]):
+    torch.manual_seed(0)
+    vocab = SelfiesVocabulary.from_smiles(moses_sample)
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=4,
+                     decoder_type="gru", gru_dim=32)  # fmt: skip
+    batch, _ = vae.tokenize(moses_sample[:64])
+    batch = batch[:, : int((batch != vae.vocab.pad_id).sum(1).max())]
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        terms = vae.loss(batch, beta=0.05)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(float(terms["reconstruction"]))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_gru_greedy_decode_pads_after_the_end_token_and_is_teacher_forcing_consistent(moses_sample: list[str]):
+    torch.manual_seed(0)
+    vocab = SelfiesVocabulary.from_smiles(moses_sample[:200])
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=30, embed_dim=8, hidden_dim=32, latent_dim=4,
+                     decoder_type="gru", gru_dim=16).eval()  # fmt: skip
+    torch.nn.init.normal_(vae.to_logits.bias, std=3.0)
+    z = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))
+    ids = vae.greedy_decode(z, min_tokens=4)
+    assert ids.shape == (16, 30)
+    assert not (ids[:, :4] == vae.vocab.eos_id).any() and not (ids == vae.vocab.bos_id).any()
+    for row in ids.tolist():
+        if vae.vocab.eos_id in row:
+            assert all(i == vae.vocab.pad_id for i in row[row.index(vae.vocab.eos_id) + 1 :])
+    # the greedy tokens are the argmax of the teacher-forced logits fed those same tokens
+    with torch.no_grad():
+        logits = vae.logits(z, ids)
+    logits[:, :, [vae.vocab.pad_id, vae.vocab.bos_id]] = -torch.inf
+    logits[:, :4, vae.vocab.eos_id] = -torch.inf
+    assert torch.equal(logits[:, :5].argmax(-1), ids[:, :5])
+    with pytest.raises(ValueError, match="token_ids"):
+        vae.logits(z)
+    with pytest.raises(ValueError, match="decoder_type"):
+        SelfiesVAE(tokens=["[C]"], decoder_type="lstm")
+
+
+def test_length_bucketed_order_is_a_permutation_with_similar_lengths_per_batch():
+    lengths = torch.randint(5, 60, (1000,), generator=torch.Generator().manual_seed(0))
+    order = _length_bucketed_order(lengths, batch_size=10, seed=3, bucket=20)
+    assert sorted(order.tolist()) == list(range(1000))
+    spread = (lengths[order].view(-1, 10).max(1).values - lengths[order].view(-1, 10).min(1).values).float().mean()
+    assert spread < 5  # random batches of 10 would spread ~40
+    assert torch.equal(order, _length_bucketed_order(lengths, batch_size=10, seed=3, bucket=20))
 
 
 def test_tokenize_accepts_known_selfies(moses_sample: list[str]):
