@@ -26,12 +26,17 @@ import copy
 import logging
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from simulation.model import EquivariantPotential, neighbour_list
+from simulation.quantize.graph import quantized_energy
+
+if TYPE_CHECKING:
+    from simulation.quantize.potential import QuantizedPotential
 
 __all__ = ["FastPotential", "all_pairs", "MAX_ALL_PAIRS_ATOMS"]
 
@@ -47,6 +52,19 @@ def all_pairs(n_atoms: int) -> tuple[Tensor, Tensor]:
     return i[keep], j[keep]
 
 
+def _check_calibrated(model: torch.nn.Module, source: object) -> None:
+    """Every activation quantizer of a quantized model has its step (checked once, not in the compiled step)."""
+    from simulation.quantize.mddq import QuantizationError
+
+    missing = [
+        name for name, module in model.named_modules() if hasattr(module, "calibrated") and not module.calibrated
+    ]
+    if missing:
+        raise QuantizationError(
+            source, f"quantizers {', '.join(missing[:4])} are not calibrated; quantize with calibration data first"
+        )
+
+
 class FastPotential:
     """Energy (eV) and forces (eV/Angstrom) of a fixed set of atoms, for many calls at changing positions.
 
@@ -60,7 +78,7 @@ class FastPotential:
 
     def __init__(
         self,
-        model: EquivariantPotential,
+        model: EquivariantPotential | QuantizedPotential,
         numbers: Sequence[int] | np.ndarray | Tensor,
         *,
         compile: bool = False,
@@ -69,6 +87,14 @@ class FastPotential:
         source: object = "structure",
     ):
         self.model = copy.deepcopy(model).eval()
+        # A quantized model (packed W4A8 weights) runs its own quantized graph; its "dequant" kernel keeps the
+        # unpacked weights cached, and is the one torch.func and torch.compile can trace.
+        self.quantized = not isinstance(self.model, EquivariantPotential)
+        if self.quantized:
+            if getattr(self.model, "kernel", "dequant") != "dequant":
+                self.model.kernel = "dequant"
+            _check_calibrated(self.model, source)
+            self.model.unpack_weights(next(self.model.parameters()).dtype)
         for p in self.model.parameters():
             p.requires_grad_(False)
         param = next(self.model.parameters())
@@ -82,8 +108,10 @@ class FastPotential:
         if self.static:
             i, j = all_pairs(self.n_atoms)
             self.i, self.j = i.to(self.device), j.to(self.device)
-            with torch.no_grad():
-                self.shift = self.model.element_shift[self.elem]  # (atoms,) eV
+            self.images = torch.zeros(self.i.shape[0], 3, dtype=torch.long, device=self.device)
+            if not self.quantized:
+                with torch.no_grad():
+                    self.shift = self.model.element_shift[self.elem]  # (atoms,) eV
         self._grad_and_value = torch.func.grad_and_value(self._energy)
         self.compiled = False
         self._compiled_fn = None
@@ -96,6 +124,8 @@ class FastPotential:
     def _energy(self, x: Tensor, traced: bool = True) -> Tensor:
         """Total energy (eV, scalar) on the static graph; the same operations as ``EquivariantPotential``."""
         m = self.model
+        if self.quantized:
+            return quantized_energy(m, self.elem, x, self.batch, None, 1, (self.i, self.j, self.images))[0]
         vec = x[self.j] - x[self.i]  # (pairs, 3)
         d = vec.norm(dim=-1)  # (pairs,)
         unit = vec / d[:, None]  # (pairs, 3)

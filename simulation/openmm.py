@@ -21,7 +21,7 @@ import openmm
 import openmm.app as app
 import torch
 
-from simulation.model import EquivariantPotential, neighbour_list
+from simulation.model import EquivariantPotential
 from simulation.reference import check_geometry, element_symbol
 from workbench.errors import CheckpointError, InvalidMoleculeError
 
@@ -142,24 +142,16 @@ def create_force(
 
     Untrained elements raise :class:`~workbench.errors.UnsupportedElementError` here, before any Context is
     made. With ``periodic=True`` the box vectors of the State are used as the cell. An
-    :class:`EquivariantPotential` runs through :class:`simulation.fast.FastPotential` (a static all-pairs graph
-    for molecules; ``compile=True`` compiles forward and backward with ``torch.compile``, worth it for long
-    runs); other potentials with the same interface (e.g. quantized ones) run through ``energy_and_forces``.
+    :class:`EquivariantPotential` or a :class:`~simulation.quantize.potential.QuantizedPotential` runs through
+    :class:`simulation.fast.FastPotential` (a static all-pairs graph for molecules; ``compile=True`` compiles
+    forward and backward with ``torch.compile``, worth it for long runs).
     """
     from simulation.fast import FastPotential
 
     z = torch.as_tensor(np.asarray(numbers), dtype=torch.long).reshape(-1)
     potential.element_indices(z, "OpenMM system")
     dtype = next(potential.parameters()).dtype
-    if isinstance(potential, EquivariantPotential):
-        evaluate = FastPotential(potential, z, compile=compile, periodic=periodic, source="OpenMM system")
-    else:
-        batch = torch.zeros(z.shape[0], dtype=torch.long)
-
-        def evaluate(x: torch.Tensor, cell: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-            neighbours = neighbour_list(x, potential.config.cutoff, batch, cell)
-            energy, forces = potential.energy_and_forces(z, x, batch, cell, 1, neighbours=neighbours)
-            return energy.detach()[0], forces.detach()
+    evaluate = FastPotential(potential, z, compile=compile, periodic=periodic, source="OpenMM system")
 
     buffer = np.empty((z.shape[0], 3), dtype=np.float64)  # positions in nm, refilled every step
     fast_read = hasattr(openmm.State, "_getVectorAsNumpy")

@@ -153,7 +153,8 @@ class ScalarQuantizer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:
             return x
-        if not bool(self.calibrated):
+        # (a compiled graph skips the data-dependent check: FastPotential checks calibration before compiling)
+        if not torch.compiler.is_compiling() and not bool(self.calibrated):
             raise QuantizationError(
                 "quantizer", "not calibrated; quantize with calibration data (training configurations) first"
             )

@@ -33,9 +33,10 @@ from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vec
 from simulation.quantize.mddq import QuantizationError, fake_quant, vector_quantizer
 from simulation.quantize.pack import check_state, load_packed, unpack_int4
 
-__all__ = ["QuantizedPotential", "KERNELS"]
+__all__ = ["QuantizedPotential", "KERNELS", "ACTIVATIONS"]
 
 KERNELS = ("dequant", "ondemand", "int8")
+ACTIVATIONS = ("int8", "float")
 
 
 def _buffer_name(name: str) -> str:
@@ -62,11 +63,13 @@ class _IntLinear(torch.autograd.Function):
 class QuantizedPotential(QuantizedGraphInterface, nn.Module):
     """Equivariant potential evaluated from packed W4A8 (or W8A8) weights; energies in eV, forces in eV/Angstrom."""
 
-    def __init__(self, config: PotentialConfig, spec: QuantSpec, kernel: str = "dequant"):
+    def __init__(self, config: PotentialConfig, spec: QuantSpec, kernel: str = "dequant", activations: str = "int8"):
         super().__init__()
         if kernel not in KERNELS:
             raise QuantizationError(f"kernel {kernel!r}", f"unknown; choose one of {', '.join(KERNELS)}")
-        self.config, self.spec, self.kernel = config, spec, kernel
+        if activations not in ACTIVATIONS:
+            raise QuantizationError(f"activations {activations!r}", f"unknown; choose one of {', '.join(ACTIVATIONS)}")
+        self.config, self.spec, self.kernel, self.activations = config, spec, kernel, activations
         table = torch.full((119,), -1, dtype=torch.long)
         table[torch.tensor(config.elements, dtype=torch.long)] = torch.arange(len(config.elements))
         self.register_buffer("element_index", table, persistent=False)
@@ -110,12 +113,22 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | os.PathLike, dtype: torch.dtype = torch.float32, kernel: str = "dequant"
+        cls,
+        folder: str | os.PathLike,
+        dtype: torch.dtype = torch.float32,
+        kernel: str = "dequant",
+        activations: str = "int8",
     ) -> QuantizedPotential:
-        """Load a packed checkpoint folder written by :func:`~simulation.quantize.pack.save_packed`."""
+        """Load a packed checkpoint folder written by :func:`~simulation.quantize.pack.save_packed`.
+
+        ``activations="float"`` keeps the packed low-bit weights but skips the activation and vector-feature
+        rounding: the energy is then a smooth function of the positions and the forces its exact gradient,
+        which is what energy-conserving (NVE) dynamics needs. The default ``"int8"`` is the quantized
+        function itself; its rounding steps make the straight-through forces slightly non-conservative.
+        """
         config, quant, state = load_packed(folder)
         spec = QuantSpec(int(quant["weight_bits"]), int(quant["activation_bits"]), str(quant["vector"]))
-        model = cls(config, spec, kernel)
+        model = cls(config, spec, kernel, activations)
         model.load_packed_state(state, Path(folder))
         model.quantization = quant
         return model.to(dtype).eval()
@@ -145,10 +158,23 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
             self._cache[key] = self._dequant(name, dtype)
         return self._cache[key]
 
+    def unpack_weights(self, dtype: torch.dtype | None = None) -> None:
+        """Fill the dequantized-weight cache now (``kernel="dequant"``), outside any autograd transform.
+
+        :class:`~simulation.fast.FastPotential` calls it before tracing, so the cached weights are plain tensors
+        rather than tensors captured inside ``torch.func``/``torch.compile``.
+        """
+        dtype = dtype or self.tensor("element_shift").dtype
+        if self.kernel == "ondemand":
+            return
+        with torch.no_grad():
+            for name in [*self._in_features]:
+                self.weight(name, dtype)
+
     def linear(self, name: str, x: Tensor, vector: bool = False) -> Tensor:
         bias = self._names.get(name + ".bias")
         bias = getattr(self, bias) if bias is not None else None
-        if vector:
+        if vector or self.activations == "float":
             return nnf.linear(x, self.weight(name, x.dtype), bias)
         step = self.tensor(name + ".astep").to(x.dtype)
         qmin, qmax = -(2 ** (self.spec.activation_bits - 1)), 2 ** (self.spec.activation_bits - 1) - 1
@@ -166,6 +192,8 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         return nnf.linear(fake_quant(x, step, qmin, qmax), weight, bias)
 
     def vector(self, key: str, v: Tensor, frames: Tensor | None = None) -> Tensor:
+        if self.activations == "float":
+            return v
         return self.vector_q[_key(key)](v, frames)
 
     def embed(self, elem: Tensor) -> Tensor:
