@@ -280,23 +280,26 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         return out.masked_fill(after_end, self.vocab.pad_id)
 
     def _greedy_decode_gru(self, z: torch.Tensor, min_tokens: int) -> torch.Tensor:
+        """Token by token; rows that have written their end token drop out of the batch."""
         n, max_len = z.shape[0], self.config.max_len
         out = torch.full((n, max_len), self.vocab.pad_id, dtype=torch.long, device=z.device)
         token = torch.full((n,), self.vocab.bos_id, dtype=torch.long, device=z.device)
-        ended = torch.zeros(n, dtype=torch.bool, device=z.device)
-        state = self._initial_state(z)
+        active = torch.arange(n, device=z.device)  # rows still writing
+        state, latent = self._initial_state(z), z
         for i in range(max_len):
-            step, state = self.gru(torch.cat([self.embed(token), z], dim=-1).unsqueeze(1), state)
+            step, state = self.gru(torch.cat([self.embed(token), latent], dim=-1).unsqueeze(1), state)
             logits = self.to_logits(step[:, 0])
             logits[:, self.vocab.pad_id] = -torch.inf
             logits[:, self.vocab.bos_id] = -torch.inf
             if i < min_tokens:
                 logits[:, self.vocab.eos_id] = -torch.inf
             token = logits.argmax(-1)
-            out[:, i] = token.masked_fill(ended, self.vocab.pad_id)
-            ended |= token == self.vocab.eos_id
-            if bool(ended.all()):
+            out[active, i] = token
+            going = token != self.vocab.eos_id
+            if not bool(going.any()):
                 break
+            if not bool(going.all()):
+                active, token, latent, state = active[going], token[going], latent[going], state[:, going]
         return out
 
     # ------------------------------------------------------------------ latents in unit scale

@@ -3,7 +3,7 @@
 >>> # python -m diffusion.train all --out diffusion/checkpoints   (what ``make train-diffusion`` runs)
 >>> from diffusion.train import AutoencoderTrainingConfig
 >>> AutoencoderTrainingConfig().n_train
-400000
+200000
 
 Each stage writes into its own folder under ``--out``:
 
@@ -68,7 +68,7 @@ class AutoencoderTrainingConfig:
     latent_dim: int = 32
     decoder_type: str = "gru"
     gru_dim: int = 256
-    epochs: int = 3
+    epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 256
     lr: float = 2e-3
@@ -84,7 +84,7 @@ class AutoencoderTrainingConfig:
 class DenoiserTrainingConfig:
     """The denoiser recipe (saved as ``training_config.json``)."""
 
-    n_train: int = 120_000
+    n_train: int = 60_000
     n_heldout: int = 2_000
     seed: int = 0
     hidden_dim: int = 320
