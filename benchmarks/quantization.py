@@ -5,10 +5,11 @@ Rows (ethanol, the same data for all): FP32 / naive W8A8 / naive W4A8 / GAQ W8A8
 way) and GAQ W4A8 without QAT (calibration only). W8A8 rows are post-training (calibrated) quantization; the
 W4A8 rows come from QAT with the same number of steps (``make quantize-potential`` for the shipped ones; the
 ablation folders in ``build/quantize`` come from ``python -m simulation.quantize.qat`` with the flags in the
-JSON). Aspirin and organic add FP32 vs GAQ W4A8 accuracy rows. MD runs in background processes for a
-wall-clock budget and reports the simulated length it reached.
+JSON). Aspirin and organic add FP32 vs GAQ W4A8 accuracy rows. MD (ethanol, OpenMM, compiled potentials) runs in
+background processes alongside: 50 ps NVE for FP32, W4A8 and W4A8 with float activations, and 1 ns of NVT
+for W4A8; a run that hits its wall-clock cap reports the length it reached.
 
-    python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --md-minutes 30]
+    python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --nve-ps 50 --nvt-ps 1000]
 """
 
 from __future__ import annotations
@@ -251,70 +252,115 @@ def _peak_memory(name: str, configurations: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ MD
-def _md_job(kind: str, potential: str, protocol: str, minutes: float, seed: int = 0) -> dict:
-    """Run ethanol MD for ``minutes`` of wall clock (0.5 fs); energies every 10 steps."""
+def _md_job(
+    kind: str,
+    protocol: str,
+    ps: float,
+    timestep_fs: float,
+    max_minutes: float,
+    hydrogen_mass: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Ethanol MD in OpenMM (Reference platform, compiled potential) for ``ps`` picoseconds or ``max_minutes`` of
+    wall clock, whichever ends first; energies every 20 steps, bond lengths every 400. ``hydrogen_mass`` (amu)
+    repartitions mass from each heavy atom to its hydrogens (total mass and configurational ensemble unchanged),
+    which slows the X-H vibrations so a 2 fs step is stable without constraints.
+
+    ``kind``: ``fp32`` (the float checkpoint), ``gaq_w4a8`` (the packed W4A8 model as shipped, 8-bit activations)
+    or ``gaq_w4a8_float_act`` (the same packed int4 weights with activation rounding off: a smooth energy).
+    """
     torch.set_num_threads(1)
     import openmm
     import openmm.app as app
     from openmm import unit
+    from scipy import stats
 
     from simulation.openmm import EV_TO_KJ_PER_MOL, create_system, to_structure
 
+    potential: object = {"fp32": "workbench-ethanol", "gaq_w4a8": "workbench-ethanol-w4a8"}.get(kind)
+    if kind == "gaq_w4a8_float_act":
+        potential = QuantizedPotential.from_pretrained(CKPT / "ethanol-w4a8", torch.float64, activations="float")
     structure = to_structure("CCO")
-    system, topology, positions = create_system(structure, potential)
+    t_compile = time.perf_counter()
+    system, topology, positions = create_system(structure, potential, compile=True)
+    if hydrogen_mass is not None:
+        for a, b in structure.bonds:
+            h, heavy = (a, b) if structure.numbers[a] == 1 else (b, a)
+            if structure.numbers[h] != 1 or structure.numbers[heavy] == 1:
+                continue
+            extra = hydrogen_mass * unit.amu - system.getParticleMass(h)
+            system.setParticleMass(h, hydrogen_mass * unit.amu)
+            system.setParticleMass(heavy, system.getParticleMass(heavy) - extra)
     if protocol == "NVE":
-        integrator = openmm.VerletIntegrator(0.5 * unit.femtosecond)
+        integrator = openmm.VerletIntegrator(timestep_fs * unit.femtosecond)
     else:
-        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, 0.5 * unit.femtosecond)
+        integrator = openmm.LangevinMiddleIntegrator(
+            300 * unit.kelvin, 1.0 / unit.picosecond, timestep_fs * unit.femtosecond
+        )
         integrator.setRandomNumberSeed(seed)
     sim = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(positions)
-    sim.minimizeEnergy(maxIterations=500)
+    sim.minimizeEnergy(maxIterations=500)  # also compiles the potential
     sim.context.setVelocitiesToTemperature(300 * unit.kelvin, seed)
+    sim.step(20)
+    compile_seconds = time.perf_counter() - t_compile
     n = len(structure.numbers)
-    dof = 3 * n - (0 if protocol == "NVT" else 3)
+    dof = 3 * n  # no constraints, no centre-of-mass motion remover
     kb = 0.00831446261815324  # kJ/mol/K
-    times, pot, kin, temps, max_bond = [], [], [], [], 0.0
+    times, pot, kin, max_bond = [], [], [], 0.0
     bonds = np.array(structure.bonds)
+    total_steps = int(round(ps * 1000.0 / timestep_fs))
     t0 = time.perf_counter()
     steps = 0
-    while time.perf_counter() - t0 < minutes * 60.0:
-        sim.step(10)
-        steps += 10
-        state = sim.context.getState(getEnergy=True, getPositions=(steps % 200 == 0))
-        e_pot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        e_kin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-        times.append(steps * 0.5e-3)
-        pot.append(e_pot)
-        kin.append(e_kin)
-        temps.append(2 * e_kin / (dof * kb))
-        if steps % 200 == 0:
+    while steps < total_steps and time.perf_counter() - t0 < max_minutes * 60.0:
+        sim.step(20)
+        steps += 20
+        state = sim.context.getState(getEnergy=True, getPositions=(steps % 400 == 0))
+        times.append(steps * timestep_fs * 1e-3)
+        pot.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+        kin.append(state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole))
+        if steps % 400 == 0:
             xyz = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
             max_bond = max(max_bond, float(np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1).max()))
-        if not np.isfinite(e_pot) or temps[-1] > 3000:
+        if not np.isfinite(pot[-1]) or 2 * kin[-1] / (dof * kb) > 3000:
             break
     wall = time.perf_counter() - t0
     total = (np.array(pot) + np.array(kin)) / EV_TO_KJ_PER_MOL  # eV
     t = np.array(times)
-    drift = float(1000.0 * np.polyfit(t, total, 1)[0] / n) if len(t) > 2 else float("nan")
-    temps_arr = np.array(temps)
-    burn = len(temps_arr) // 5
-    return {
+    temps = 2 * np.array(kin) / (dof * kb)
+    burn = len(temps) // 10
+    result = {
         "model": kind,
         "protocol": protocol,
         "simulated_ps": float(t[-1]) if len(t) else 0.0,
+        "target_ps": ps,
         "steps": steps,
-        "timestep_fs": 0.5,
+        "timestep_fs": timestep_fs,
+        "hydrogen_mass_amu": hydrogen_mass,
+        "compile_and_minimise_seconds": round(compile_seconds, 1),
         "wall_seconds": round(wall, 1),
-        "ns_per_day": float(steps * 0.5e-6 / (wall / 86400.0)),
-        "drift_mev_per_atom_per_ps": drift,
+        "ms_per_step": 1000.0 * wall / max(steps, 1),
+        "ns_per_day": float(steps * timestep_fs * 1e-6 / (wall / 86400.0)) if wall > 0 else float("nan"),
+        "drift_mev_per_atom_per_ps": float(1000.0 * np.polyfit(t, total, 1)[0] / n) if len(t) > 2 else float("nan"),
         "total_energy_std_mev_per_atom": float(1000.0 * total.std() / n) if len(total) else float("nan"),
-        "temperature_mean_k": float(temps_arr[burn:].mean()) if len(temps_arr) else float("nan"),
-        "temperature_std_k": float(temps_arr[burn:].std()) if len(temps_arr) else float("nan"),
-        "temperature_std_expected_k": float(300.0 * np.sqrt(2.0 / dof)),
+        "total_energy_span_mev_per_atom": float(1000.0 * np.ptp(total) / n) if len(total) else float("nan"),
+        "temperature_mean_k": float(temps[burn:].mean()) if len(temps) else float("nan"),
+        "temperature_std_k": float(temps[burn:].std()) if len(temps) else float("nan"),
         "max_bond_length_a": max_bond,
         "bonds_intact": bool(max_bond < 2.0),
     }
+    if protocol == "NVT" and len(temps) > 10:
+        # Canonical kinetic energy: Gamma(dof / 2, kT); compare the sampled kinetic energies (after burn-in).
+        kt = kb * 300.0
+        ks = stats.kstest(np.array(kin)[burn:], stats.gamma(dof / 2.0, scale=kt).cdf)
+        result.update(
+            {
+                "temperature_std_expected_k": float(300.0 * np.sqrt(2.0 / dof)),
+                "kinetic_energy_ks_statistic_vs_canonical": float(ks.statistic),
+                "kinetic_energy_mean_over_canonical": float(np.mean(np.array(kin)[burn:]) / (dof / 2.0 * kt)),
+            }
+        )
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -325,10 +371,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ablation-configs", type=int, default=20, help="LEE configurations for the other rows")
     parser.add_argument("--batched", type=int, default=1024, help="configurations per batched E+F call")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--md-minutes", type=float, default=30.0, help="wall clock per MD run (in parallel)")
-    parser.add_argument("--md-workers", type=int, default=3)
+    parser.add_argument("--nve-ps", type=float, default=50.0, help="NVE length per model (0.5 fs steps)")
+    parser.add_argument("--nvt-ps", type=float, default=1000.0, help="NVT length, W4A8 (2 fs steps, H mass 4 amu)")
+    parser.add_argument("--md-max-minutes", type=float, default=150.0, help="wall-clock cap per MD run")
+    parser.add_argument("--md-workers", type=int, default=2, help="0: no MD")
     parser.add_argument("--row-workers", type=int, default=3, help="processes evaluating the ethanol rows")
     parser.add_argument("--markdown-only", action="store_true", help="re-render quantization.md from the JSON")
+    parser.add_argument(
+        "--part",
+        choices=("all", "md", "static"),
+        default="all",
+        help="md: only the MD runs (-> quantization_md.json); static: everything else, MD read from that file",
+    )
     args = parser.parse_args(argv)
     if args.markdown_only:
         figures = json.loads((RESULTS / "quantization.json").read_text())
@@ -337,12 +391,18 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     t_start = time.perf_counter()
 
-    pool = futures.ProcessPoolExecutor(max_workers=args.md_workers) if args.md_minutes > 0 else None
+    run_md = args.md_workers > 0 and args.part != "static"
+    pool = futures.ProcessPoolExecutor(max_workers=args.md_workers) if run_md else None
     md_jobs = {}
-    if pool is not None:
-        md_jobs["nve_fp32"] = pool.submit(_md_job, "fp32", "workbench-ethanol", "NVE", args.md_minutes)
-        md_jobs["nve_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "workbench-ethanol-w4a8", "NVE", args.md_minutes)
-        md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "workbench-ethanol-w4a8", "NVT", args.md_minutes)
+    if pool is not None:  # the long NVT run first, so it overlaps everything else
+        md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "NVT", args.nvt_ps, 2.0, args.md_max_minutes, 4.0)
+        for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
+            md_jobs[f"nve_{kind}"] = pool.submit(_md_job, kind, "NVE", args.nve_ps, 0.5, args.md_max_minutes)
+    if args.part == "md":
+        md = _collect(md_jobs, pool)
+        path = write("quantization_md", {"md": md, "seconds": round(time.perf_counter() - t_start, 1)})
+        print(path)
+        return {"md": md}
 
     data = LabelledSet.load(DATA / "ethanol.npz")
     test = data.split_set("test")
@@ -448,15 +508,13 @@ def main(argv: list[str] | None = None) -> dict:
         }
         print(mol, json.dumps(shipped[mol]), flush=True)
 
-    md = {}
-    for key, job in md_jobs.items():
-        try:
-            md[key] = job.result()
-        except Exception as exc:  # noqa: BLE001 - a failed run is a result too
-            md[key] = {"error": f"{type(exc).__name__}: {exc}"}
-        print(key, json.dumps(md[key]), flush=True)
-    if pool is not None:
-        pool.shutdown()
+    md_source = "this run"
+    if args.part == "static":
+        saved = json.loads((RESULTS / "quantization_md.json").read_text())
+        md = saved["md"]
+        md_source = f"benchmarks/results/quantization_md.json ({saved.get('git_commit')}, {saved.get('date')})"
+    else:
+        md = _collect(md_jobs, pool)
 
     figures = {
         "fp32_force_mae": rows["fp32"]["force_mae_mev_per_a"],
@@ -471,7 +529,8 @@ def main(argv: list[str] | None = None) -> dict:
         "file_bytes_w4a8": (CKPT / "ethanol-w4a8" / WEIGHTS_NAME).stat().st_size,
         "speed_ratio_w4a8_vs_fp32": kernels["dequant"]["ratio_vs_fp32"],
         "nve_drift_fp32": md.get("nve_fp32", {}).get("drift_mev_per_atom_per_ps"),
-        "nve_drift_w4a8": md.get("nve_w4a8", {}).get("drift_mev_per_atom_per_ps"),
+        "nve_drift_w4a8": md.get("nve_gaq_w4a8", {}).get("drift_mev_per_atom_per_ps"),
+        "nve_drift_w4a8_float_activations": md.get("nve_gaq_w4a8_float_act", {}).get("drift_mev_per_atom_per_ps"),
         "units": {
             "force_mae": "meV/Angstrom",
             "lee": "meV/Angstrom",
@@ -499,12 +558,26 @@ def main(argv: list[str] | None = None) -> dict:
         "memory": memory,
         "shipped": shipped,
         "md": md,
+        "md_source": md_source,
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     path = write("quantization", figures)
     _write_markdown(figures, RESULTS / "quantization.md")
     print(path)
     return figures
+
+
+def _collect(jobs: dict, pool) -> dict:
+    md = {}
+    for key, job in jobs.items():
+        try:
+            md[key] = job.result()
+        except Exception as exc:  # noqa: BLE001 - a failed run is a result too
+            md[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(key, json.dumps(md[key]), flush=True)
+    if pool is not None:
+        pool.shutdown()
+    return md
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -566,20 +639,23 @@ def _write_markdown(fig: dict, path: Path) -> None:
         )
     lines += [
         "",
-        "| MD (ethanol, 0.5 fs, Reference platform) | length (ps) | ns/day | drift (meV/atom/ps) "
-        "| T mean ± std (K) | bonds intact |",
-        "|---|---|---|---|---|---|",
+        "| MD (ethanol, OpenMM Reference platform, compiled potential) | step (fs) | length (ps) | ns/day "
+        "| drift (meV/atom/ps) | total-energy span (meV/atom) | T mean ± std (K) | bonds intact |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, m in fig["md"].items():
         if "error" in m:
-            lines.append(f"| {key} | failed: {m['error']} | | | | |")
+            lines.append(f"| {key} | failed: {m['error']} | | | | | | |")
             continue
         lines.append(
-            f"| {m['protocol']} {m['model']} | {_fmt(m['simulated_ps'], 2)} | {_fmt(m['ns_per_day'], 3)} | "
-            f"{_fmt(m['drift_mev_per_atom_per_ps'], 3)} | "
+            f"| {m['protocol']} {m['model']} | {_fmt(m.get('timestep_fs'), 1)} | {_fmt(m['simulated_ps'], 1)} | "
+            f"{_fmt(m['ns_per_day'], 2)} | {_fmt(m['drift_mev_per_atom_per_ps'], 4)} | "
+            f"{_fmt(m.get('total_energy_span_mev_per_atom'), 2)} | "
             f"{_fmt(m['temperature_mean_k'], 0)} ± {_fmt(m['temperature_std_k'], 0)} | "
             f"{m['bonds_intact']} |"
         )
+    if fig.get("md_source", "this run") != "this run":
+        lines += ["", f"MD rows from {fig['md_source']}."]
     mem = fig.get("memory", {})
     if all("peak_rss_above_loaded_bytes" in m for m in mem.values()) and mem:
         lines += [
