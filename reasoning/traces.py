@@ -44,6 +44,7 @@ __all__ = [
     "derive_spec",
     "build_steps",
     "render_spec",
+    "parse_spec",
     "render_feedback",
     "render_trace",
     "restate_prefix",
@@ -369,6 +370,49 @@ def render_spec(spec: DesignSpec) -> str:
     """The spec as the model reads it: ``<spec> mw 250 to 400 ; require C(=O)N ; ... </spec>``."""
     items = _spec_items(spec)
     return "<spec> " + " ; ".join(items) + (" </spec>" if items else "</spec>")
+
+
+def parse_spec(text: str) -> DesignSpec:
+    """The inverse of :func:`render_spec`: a ``<spec> ... </spec>`` block back to a :class:`DesignSpec`.
+
+    Anything after ``</spec>`` (a ``<retry>`` block, say) is ignored. An item that is not a property range,
+    ``require``/``forbid``/``scaffold`` pattern or ``elements`` list raises :class:`~workbench.errors.SpecError`
+    naming it.
+
+    >>> spec = parse_spec("<spec> mw 250 to 350 ; require C(=O)N ; elements C N O </spec>")
+    >>> spec.properties["mw"], spec.require, spec.elements
+    ((250.0, 350.0), ('C(=O)N',), ('C', 'N', 'O'))
+    >>> render_spec(parse_spec(render_spec(spec))) == render_spec(spec)
+    True
+    """
+    from workbench.errors import SpecError
+
+    if "<spec>" not in text or "</spec>" not in text:
+        raise SpecError("spec text", "expected a '<spec> ... </spec>' block, e.g. '<spec> mw 250 to 350 </spec>'")
+    body = text.split("<spec>", 1)[1].split("</spec>", 1)[0].strip()
+    data: dict = {"properties": {}, "require": [], "forbid": []}
+    for item in (part.strip() for part in body.split(" ; ")):
+        if not item or item == "none":
+            continue
+        words = item.split()
+        if words[0] in ("require", "forbid") and len(words) == 2:
+            data[words[0]].append(words[1])
+        elif words[0] == "scaffold" and len(words) == 2:
+            data["scaffold"] = words[1]
+        elif words[0] == "elements" and len(words) > 1:
+            data["elements"] = words[1:]
+        elif len(words) == 4 and words[2] == "to":
+            try:
+                data["properties"][words[0]] = [float(words[1]), float(words[3])]
+            except ValueError:
+                raise SpecError(f"spec item {item!r}", "expected '<property> <min> to <max>'") from None
+        else:
+            raise SpecError(
+                f"spec item {item!r}",
+                "expected '<property> <min> to <max>', 'require <SMARTS>', 'forbid <SMARTS>', "
+                "'scaffold <SMILES>' or 'elements <symbols>'",
+            )
+    return DesignSpec.from_dict(data)
 
 
 def render_feedback(failed: Iterable[tuple[str, str, object]]) -> str:

@@ -97,6 +97,26 @@ def test_malformed_requests_get_400_with_a_message(server):
     assert status == 200 and len(payload["choices"]) == server.max_n  # n is capped, not refused
 
 
+def test_raw_spec_text_bounds_the_decoding_too(server):
+    content = "<spec> heavy_atoms 8 to 12 ; scaffold c1ccncc1 </spec>"
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}], "n": 4, "seed": 5}
+    status, payload = _post(server, json.dumps(body).encode())
+    assert status == 200
+    for choice in payload["choices"]:
+        smiles = choice["message"]["content"].split("<smiles>")[1].split("</smiles>")[0]
+        mol = Molecule(smiles)
+        assert mol.graph.GetNumHeavyAtoms() <= 12
+        assert mol.graph.HasSubstructMatch(Molecule("c1ccncc1").graph)
+
+
+def test_unreadable_spec_text_is_a_400_naming_the_item(server):
+    content = "<spec> mw heavy ; require C(=O)N </spec>"
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}]}
+    status, payload = _post(server, json.dumps(body).encode())
+    assert status == 400
+    assert "mw heavy" in payload["error"]["message"]
+
+
 def test_a_yaml_spec_bounds_the_decoding(server):
     spec = {"properties": {"heavy_atoms": [10, 16]}, "scaffold": "c1ccncc1"}
     body = {"model": MODEL_ID, "messages": [{"role": "user", "content": json.dumps(spec)}], "n": 4, "seed": 3}

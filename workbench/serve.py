@@ -61,9 +61,10 @@ def _user_prompt(messages: Any) -> str:
 
 
 def _model_prompt(content: str) -> tuple[str, list[str] | None, SmilesBounds | None]:
-    """The model's prompt, the allowed elements and the decoding bounds (for a YAML/JSON spec), from what
-    the user sent."""
-    from reasoning.traces import render_spec
+    """The model's prompt, the allowed elements and the decoding bounds, from what the user sent: a YAML/JSON
+    design spec, or the model's own ``<spec> ... </spec>`` text."""
+    from reasoning.decoding import SmilesBounds
+    from reasoning.traces import parse_spec, render_spec
     from workbench.chem.spec import DesignSpec
     from workbench.errors import SpecError
 
@@ -74,7 +75,13 @@ def _model_prompt(content: str) -> tuple[str, list[str] | None, SmilesBounds | N
         content = content[: match.start()]
     text = content.strip()
     if text.startswith("<spec>"):
-        return text, elements, None
+        try:
+            spec = parse_spec(text)
+        except SpecError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"the <spec> block cannot be read: {exc}") from None
+        if spec.elements is not None:
+            elements = list(spec.elements)
+        return text, elements, SmilesBounds.from_spec(spec)
     try:
         spec = DesignSpec.from_yaml(text)
     except SpecError as exc:
@@ -87,8 +94,6 @@ def _model_prompt(content: str) -> tuple[str, list[str] | None, SmilesBounds | N
         )
     if spec.elements is not None:
         elements = list(spec.elements)
-    from reasoning.decoding import SmilesBounds
-
     return render_spec(spec), elements, SmilesBounds.from_spec(spec)
 
 
