@@ -193,6 +193,9 @@ def _build(name: str, train: LabelledSet) -> tuple[object, str]:
     )
     source = str(folder.relative_to(ROOT))
     log = (folder.parent if name.endswith("_fp32") else folder) / "qat_log.jsonl"
+    qat = json.loads((folder / "config.json").read_text()).get("quantization", {}).get("qat", {})
+    if not log.exists() and "steps" in qat:  # the packed config keeps the QAT summary too
+        source += f" (QAT {qat['steps']} steps)"
     if log.exists():
         records = [json.loads(line) for line in log.read_text().splitlines()]
         tests = [r for r in records if r.get("event") == "test"]
@@ -379,11 +382,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--markdown-only", action="store_true", help="re-render quantization.md from the JSON")
     parser.add_argument(
         "--part",
-        choices=("all", "md", "static"),
+        choices=("all", "md", "static", "merge"),
         default="all",
-        help="md: only the MD runs (-> quantization_md.json); static: everything else, MD read from that file",
+        help="md: only the MD runs (-> quantization_md.json); static: everything else, MD read from that file; "
+        "merge: put that file's MD into quantization.json",
     )
     args = parser.parse_args(argv)
+    if args.part == "merge":
+        figures = json.loads((RESULTS / "quantization.json").read_text())
+        figures.update(_saved_md())
+        (RESULTS / "quantization.json").write_text(json.dumps(figures, indent=2) + "\n")
+        _write_markdown(figures, RESULTS / "quantization.md")
+        return figures
     if args.markdown_only:
         figures = json.loads((RESULTS / "quantization.json").read_text())
         _write_markdown(figures, RESULTS / "quantization.md")
@@ -508,13 +518,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
         print(mol, json.dumps(shipped[mol]), flush=True)
 
-    md_source = "this run"
-    if args.part == "static":
-        saved = json.loads((RESULTS / "quantization_md.json").read_text())
-        md = saved["md"]
-        md_source = f"benchmarks/results/quantization_md.json ({saved.get('git_commit')}, {saved.get('date')})"
-    else:
-        md = _collect(md_jobs, pool)
+    md_figures = _saved_md() if args.part == "static" else _md_figures(_collect(md_jobs, pool), "this run")
 
     figures = {
         "fp32_force_mae": rows["fp32"]["force_mae_mev_per_a"],
@@ -528,9 +532,7 @@ def main(argv: list[str] | None = None) -> dict:
         "file_bytes_fp32": (CKPT / "ethanol" / WEIGHTS_NAME).stat().st_size,
         "file_bytes_w4a8": (CKPT / "ethanol-w4a8" / WEIGHTS_NAME).stat().st_size,
         "speed_ratio_w4a8_vs_fp32": kernels["dequant"]["ratio_vs_fp32"],
-        "nve_drift_fp32": md.get("nve_fp32", {}).get("drift_mev_per_atom_per_ps"),
-        "nve_drift_w4a8": md.get("nve_gaq_w4a8", {}).get("drift_mev_per_atom_per_ps"),
-        "nve_drift_w4a8_float_activations": md.get("nve_gaq_w4a8_float_act", {}).get("drift_mev_per_atom_per_ps"),
+        **{k: v for k, v in md_figures.items() if k not in ("md", "md_source")},
         "units": {
             "force_mae": "meV/Angstrom",
             "lee": "meV/Angstrom",
@@ -557,14 +559,41 @@ def main(argv: list[str] | None = None) -> dict:
         "vector_quantizers": vector_quantizers,
         "memory": memory,
         "shipped": shipped,
-        "md": md,
-        "md_source": md_source,
+        "md": md_figures["md"],
+        "md_source": md_figures["md_source"],
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     path = write("quantization", figures)
     _write_markdown(figures, RESULTS / "quantization.md")
     print(path)
     return figures
+
+
+def _md_figures(md: dict, source: str) -> dict:
+    drift = {k: md.get(k, {}).get("drift_mev_per_atom_per_ps") for k in md}
+
+    def ratio(key: str) -> float | None:
+        a, b = drift.get(key), drift.get("nve_fp32")
+        return abs(a) / abs(b) if a is not None and b else None
+
+    return {
+        "nve_drift_abs_ratio_w4a8_vs_fp32": ratio("nve_gaq_w4a8"),
+        "nve_drift_abs_ratio_w4a8_float_activations_vs_fp32": ratio("nve_gaq_w4a8_float_act"),
+        "nve_drift_fp32": drift.get("nve_fp32"),
+        "nve_drift_w4a8": drift.get("nve_gaq_w4a8"),
+        "nve_drift_w4a8_float_activations": drift.get("nve_gaq_w4a8_float_act"),
+        "md": md,
+        "md_source": source,
+    }
+
+
+def _saved_md() -> dict:
+    """The MD figures of the last ``--part md`` run, with where they come from."""
+    path = RESULTS / "quantization_md.json"
+    if not path.exists():
+        return _md_figures({}, "no MD run yet (python benchmarks/quantization.py --part md)")
+    saved = json.loads(path.read_text())
+    return _md_figures(saved["md"], f"{path.relative_to(ROOT)} ({saved.get('git_commit')}, {saved.get('date')})")
 
 
 def _collect(jobs: dict, pool) -> dict:
