@@ -97,15 +97,24 @@ def test_malformed_requests_get_400_with_a_message(server):
     assert status == 200 and len(payload["choices"]) == server.max_n  # n is capped, not refused
 
 
-def test_raw_spec_text_bounds_the_decoding_too(server):
-    content = "<spec> heavy_atoms 8 to 12 ; scaffold c1ccncc1 </spec>"
-    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}], "n": 4, "seed": 5}
+def _answers(server, content: str, seed: int) -> list[Molecule]:
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}], "n": 4, "seed": seed}
     status, payload = _post(server, json.dumps(body).encode())
     assert status == 200
-    for choice in payload["choices"]:
-        smiles = choice["message"]["content"].split("<smiles>")[1].split("</smiles>")[0]
-        mol = Molecule(smiles)
-        assert mol.graph.GetNumHeavyAtoms() <= 12
+    texts = [choice["message"]["content"] for choice in payload["choices"]]
+    return [Molecule(text.split("<smiles>")[1].split("</smiles>")[0]) for text in texts]
+
+
+@pytest.mark.parametrize(
+    ("content", "max_atoms"),
+    [
+        (json.dumps({"properties": {"heavy_atoms": [10, 16]}, "scaffold": "c1ccncc1"}), 16),  # a YAML/JSON spec
+        ("<spec> heavy_atoms 8 to 12 ; scaffold c1ccncc1 </spec>", 12),  # the model's own spec text
+    ],
+)
+def test_a_spec_bounds_the_decoding(server, content, max_atoms):
+    for mol in _answers(server, content, seed=3):
+        assert mol.graph.GetNumHeavyAtoms() <= max_atoms
         assert mol.graph.HasSubstructMatch(Molecule("c1ccncc1").graph)
 
 
@@ -115,15 +124,3 @@ def test_unreadable_spec_text_is_a_400_naming_the_item(server):
     status, payload = _post(server, json.dumps(body).encode())
     assert status == 400
     assert "mw heavy" in payload["error"]["message"]
-
-
-def test_a_yaml_spec_bounds_the_decoding(server):
-    spec = {"properties": {"heavy_atoms": [10, 16]}, "scaffold": "c1ccncc1"}
-    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": json.dumps(spec)}], "n": 4, "seed": 3}
-    status, payload = _post(server, json.dumps(body).encode())
-    assert status == 200
-    for choice in payload["choices"]:
-        smiles = choice["message"]["content"].split("<smiles>")[1].split("</smiles>")[0]
-        mol = Molecule(smiles)
-        assert mol.graph.GetNumHeavyAtoms() <= 16
-        assert mol.graph.HasSubstructMatch(Molecule("c1ccncc1").graph)
