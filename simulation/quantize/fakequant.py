@@ -40,10 +40,28 @@ class QuantSpec:
     weight_bits: int = 4
     activation_bits: int = 8
     vector: str = "mddq"  # "mddq" (GAQ), "mddq-sphere", "naive" (per component) or "none" (float vectors)
+    # Layers whose weights stay at 8 bits (mixed precision): a name matches when it equals or ends with an
+    # entry after a dot, e.g. "embedding", "readout.3", "value_radial" (every message block's).
+    int8_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_bits(self.weight_bits, "weight")
         check_bits(self.activation_bits, "activation")
+        self.int8_layers = tuple(self.int8_layers)
+        known = {"embedding", *linear_names(16)}
+        for entry in self.int8_layers:
+            if not any(n == entry or n.endswith("." + entry) or n.startswith(entry + ".") for n in known):
+                raise QuantizationError(
+                    f"int8 layer {entry!r}",
+                    "matches no layer; use names such as embedding, readout, readout.3, key_radial, value_radial",
+                )
+
+    def bits_for(self, name: str) -> int:
+        """Weight bit width of layer ``name`` (``"embedding"`` or a linear layer name)."""
+        for entry in self.int8_layers:
+            if name == entry or name.endswith("." + entry) or name.startswith(entry + "."):
+                return max(8, self.weight_bits)
+        return self.weight_bits
         if self.vector not in VECTOR_METHODS:
             raise QuantizationError(
                 f"vector method {self.vector!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}"
@@ -51,7 +69,7 @@ class QuantSpec:
 
     @property
     def name(self) -> str:
-        return f"W{self.weight_bits}A{self.activation_bits}"
+        return f"W{self.weight_bits}A{self.activation_bits}" + ("-mixed" if self.int8_layers else "")
 
 
 _VECTOR_INPUT = (".mix_u", ".mix_v")  # linear layers acting on vector channels
@@ -74,14 +92,14 @@ class GAQPotential(QuantizedGraphInterface, nn.Module):
         self._linears = {name: modules[name] for name in linear_names(self.config.layers)}
         self.weight_q = nn.ModuleDict(
             {
-                _key(n): ScalarQuantizer(spec.weight_bits, m.out_features, kind="weight")
+                _key(n): ScalarQuantizer(spec.bits_for(n), m.out_features, kind="weight")
                 for n, m in self._linears.items()
             }
         )
         self.input_q = nn.ModuleDict(
             {_key(n): ScalarQuantizer(spec.activation_bits) for n in self._linears if not n.endswith(_VECTOR_INPUT)}
         )
-        self.embed_q = ScalarQuantizer(spec.weight_bits, model.embedding.num_embeddings, kind="weight")
+        self.embed_q = ScalarQuantizer(spec.bits_for("embedding"), model.embedding.num_embeddings, kind="weight")
         self.vector_q = nn.ModuleDict(
             {
                 _key(k): vector_quantizer(spec.vector, self.config.features, spec.activation_bits)
@@ -166,6 +184,10 @@ class GAQPotential(QuantizedGraphInterface, nn.Module):
             elif hasattr(q, "component"):
                 q.component.calibrate(record["vc:" + key][None, :])
         return count
+
+    def weight_names(self) -> list[str]:
+        """Names of the linear layers with quantized weights (as in the float ``state_dict``)."""
+        return list(self._linears)
 
     def quantizers(self, branch: str) -> list[nn.Module]:
         """The quantizers of ``branch``: ``"scalar"`` (weights, scalar inputs, embedding) or ``"vector"``."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from simulation.model import CONFIG_NAME, WEIGHTS_NAME, PotentialConfig
-from simulation.quantize.fakequant import _VECTOR_INPUT, GAQPotential, _key
+from simulation.quantize.fakequant import _VECTOR_INPUT, GAQPotential, QuantSpec, _key
 from simulation.quantize.graph import linear_names, vector_keys
 from workbench.errors import CheckpointError
 
@@ -41,6 +41,7 @@ __all__ = [
     "packed_state",
     "save_packed",
     "load_packed",
+    "spec_of",
     "state_dict_bytes",
 ]
 
@@ -81,19 +82,19 @@ def _pack_weight(w: Tensor, step: Tensor, bits: int) -> Tensor:
 @torch.no_grad()
 def packed_state(fq: GAQPotential) -> dict[str, Tensor]:
     """The packed tensors of a calibrated / trained :class:`GAQPotential` (float32 CPU, contiguous)."""
-    model, bits = fq.model, fq.spec.weight_bits
+    model, spec = fq.model, fq.spec
     state: dict[str, Tensor] = {}
     for name in linear_names(fq.config.layers):
         layer = fq._linears[name]
         step = fq.weight_q[_key(name)].step.detach().abs().clamp_min(1e-12).float()
-        state[name + ".qweight"] = _pack_weight(layer.weight.detach().float(), step, bits)
+        state[name + ".qweight"] = _pack_weight(layer.weight.detach().float(), step, spec.bits_for(name))
         state[name + ".wscale"] = step
         if layer.bias is not None:
             state[name + ".bias"] = layer.bias.detach().float()
         if not name.endswith(_VECTOR_INPUT):
             state[name + ".astep"] = fq.input_q[_key(name)].step.detach().abs().clamp_min(1e-12).float().reshape(())
     step = fq.embed_q.step.detach().abs().clamp_min(1e-12).float()
-    state["embedding.qweight"] = _pack_weight(model.embedding.weight.detach().float(), step, bits)
+    state["embedding.qweight"] = _pack_weight(model.embedding.weight.detach().float(), step, spec.bits_for("embedding"))
     state["embedding.wscale"] = step
     for key in vector_keys(fq.config.layers):
         q = fq.vector_q[_key(key)]
@@ -131,7 +132,8 @@ def save_packed(fq: GAQPotential, folder: str | os.PathLike, extra: dict | None 
         "format_version": FORMAT_VERSION,
         "method": "GAQ" if fq.spec.vector.startswith("mddq") else fq.spec.vector,
         **asdict(fq.spec),
-        "weight_granularity": "per output channel",
+        "weight_granularity": "per output channel"
+        + (f"; {', '.join(fq.spec.int8_layers)} at 8 bits" if fq.spec.int8_layers else ""),
         "activation_granularity": "per tensor (static, calibrated)",
         "packed_bytes": state_dict_bytes(state),
         **(extra or {}),
@@ -140,7 +142,7 @@ def save_packed(fq: GAQPotential, folder: str | os.PathLike, extra: dict | None 
     return folder
 
 
-def expected_shapes(config: PotentialConfig, weight_bits: int, vector: str) -> dict[str, tuple[int, ...]]:
+def expected_shapes(config: PotentialConfig, spec: QuantSpec) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape of a packed checkpoint for ``config`` (to check a file before loading it)."""
     from simulation.model import EquivariantPotential
 
@@ -150,16 +152,16 @@ def expected_shapes(config: PotentialConfig, weight_bits: int, vector: str) -> d
     for name in linear_names(config.layers):
         layer = modules[name]
         cols = layer.in_features
-        shapes[name + ".qweight"] = (layer.out_features, (cols + 1) // 2 if weight_bits == 4 else cols)
+        shapes[name + ".qweight"] = (layer.out_features, (cols + 1) // 2 if spec.bits_for(name) == 4 else cols)
         shapes[name + ".wscale"] = (layer.out_features,)
         if layer.bias is not None:
             shapes[name + ".bias"] = (layer.out_features,)
         if not name.endswith(_VECTOR_INPUT):
             shapes[name + ".astep"] = ()
     n_el, f = reference.embedding.weight.shape
-    shapes["embedding.qweight"] = (n_el, (f + 1) // 2 if weight_bits == 4 else f)
+    shapes["embedding.qweight"] = (n_el, (f + 1) // 2 if spec.bits_for("embedding") == 4 else f)
     shapes["embedding.wscale"] = (n_el,)
-    if vector != "none":
+    if spec.vector != "none":
         for key in vector_keys(config.layers):
             shapes[f"vector.{key}.step"] = (config.features,)
     for layer in range(config.layers):
@@ -172,9 +174,9 @@ def expected_shapes(config: PotentialConfig, weight_bits: int, vector: str) -> d
     return shapes
 
 
-def check_state(state: dict[str, Tensor], config: PotentialConfig, weight_bits: int, vector: str, path: object) -> None:
+def check_state(state: dict[str, Tensor], config: PotentialConfig, spec: QuantSpec, path: object) -> None:
     """Raise :class:`CheckpointError` naming the first tensor whose presence or shape does not match ``config``."""
-    expected = expected_shapes(config, weight_bits, vector)
+    expected = expected_shapes(config, spec)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -221,5 +223,15 @@ def load_packed(folder: str | os.PathLike) -> tuple[PotentialConfig, dict, dict[
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(weights_path, f"corrupt weights file: {exc}") from exc
-    check_state(state, config, int(quant["weight_bits"]), str(quant["vector"]), weights_path)
+    check_state(state, config, spec_of(quant), weights_path)
     return config, quant, state
+
+
+def spec_of(quant: dict) -> QuantSpec:
+    """The :class:`QuantSpec` recorded in a packed checkpoint's ``quantization`` block."""
+    return QuantSpec(
+        int(quant["weight_bits"]),
+        int(quant["activation_bits"]),
+        str(quant["vector"]),
+        tuple(quant.get("int8_layers", ())),
+    )

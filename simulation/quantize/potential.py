@@ -31,7 +31,7 @@ from simulation.model import EquivariantPotential, PotentialConfig
 from simulation.quantize.fakequant import QuantSpec, _key
 from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vector_keys
 from simulation.quantize.mddq import QuantizationError, fake_quant, vector_quantizer
-from simulation.quantize.pack import check_state, load_packed, unpack_int4
+from simulation.quantize.pack import check_state, load_packed, spec_of, unpack_int4
 
 __all__ = ["QuantizedPotential", "KERNELS", "ACTIVATIONS"]
 
@@ -86,7 +86,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
     # ------------------------------------------------------------------------ loading
     def load_packed_state(self, state: dict[str, Tensor], source: object = "packed state") -> None:
         """Take the tensors of a packed checkpoint (shapes checked; mismatch -> :class:`CheckpointError`)."""
-        check_state(state, self.config, self.spec.weight_bits, self.spec.vector, source)
+        check_state(state, self.config, self.spec, source)
         ref = EquivariantPotential(self.config)
         modules = dict(ref.named_modules())
         for name in linear_names(self.config.layers):
@@ -127,8 +127,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         function itself; its rounding steps make the straight-through forces slightly non-conservative.
         """
         config, quant, state = load_packed(folder)
-        spec = QuantSpec(int(quant["weight_bits"]), int(quant["activation_bits"]), str(quant["vector"]))
-        model = cls(config, spec, kernel, activations)
+        model = cls(config, spec_of(quant), kernel, activations)
         model.load_packed_state(state, Path(folder))
         model.quantization = quant
         return model.to(dtype).eval()
@@ -147,7 +146,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
 
     def _codes(self, name: str) -> Tensor:
         packed = self.tensor(name + ".qweight")
-        return unpack_int4(packed, self._in_features[name]) if self.spec.weight_bits == 4 else packed
+        return unpack_int4(packed, self._in_features[name]) if self.spec.bits_for(name) == 4 else packed
 
     def weight(self, name: str, dtype: torch.dtype) -> Tensor:
         """The dequantized weight ``(out, in)`` of ``name`` (cached per dtype unless ``kernel="ondemand"``)."""

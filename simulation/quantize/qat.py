@@ -26,7 +26,7 @@ import torch
 
 from simulation.datasets import LabelledSet
 from simulation.model import EquivariantPotential, PotentialConfig, neighbour_list
-from simulation.quantize.fakequant import GAQPotential, QuantSpec, quantize
+from simulation.quantize.fakequant import GAQPotential, QuantSpec, _key, quantize
 from simulation.train import batches, evaluate
 
 __all__ = ["QATSchedule", "NO_SCHEDULE", "fit", "qat", "retarget_attention", "main"]
@@ -48,12 +48,15 @@ class QATSchedule:
     def apply(self, fq: GAQPotential, progress: float) -> dict:
         """Set bit widths / switches of ``fq`` for ``progress`` in [0, 1]; returns the state for the log."""
         spec = fq.spec
-        w_bits = (
-            spec.weight_bits if progress >= self.scalar_target_at else max(self.scalar_start_bits, spec.weight_bits)
-        )
-        for q in fq.weight_q.values():
-            q.set_bits(w_bits)
-        fq.embed_q.set_bits(w_bits)
+
+        def bits(name: str) -> int:
+            target = spec.bits_for(name)
+            return target if progress >= self.scalar_target_at else max(self.scalar_start_bits, target)
+
+        w_bits = bits("")  # the bit width of every layer not kept at 8 bits
+        for name in fq.weight_names():
+            fq.weight_q[_key(name)].set_bits(bits(name))
+        fq.embed_q.set_bits(bits("embedding"))
         vectors_on = progress >= self.vector_enable_at
         v_bits = (
             spec.activation_bits
@@ -228,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--activation-bits", type=int, default=8)
     parser.add_argument("--vector", default="mddq", help="mddq | mddq-sphere | naive | none")
     parser.add_argument("--no-schedule", action="store_true", help="every quantizer at target from step 0")
+    parser.add_argument(
+        "--int8-layers",
+        default="",
+        help="comma-separated layers whose weights stay at 8 bits (mixed precision), e.g. embedding,readout",
+    )
     parser.add_argument("--max-minutes", type=float, default=4.0)
     parser.add_argument("--max-steps", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -237,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    spec = QuantSpec(args.weight_bits, args.activation_bits, args.vector)
+    spec = QuantSpec(
+        args.weight_bits, args.activation_bits, args.vector, tuple(filter(None, args.int8_layers.split(",")))
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / LOG_NAME

@@ -112,3 +112,30 @@ def test_shipped_w4a8_names_load_and_predict(ethanol):
     assert (folder / WEIGHTS_NAME).stat().st_size * 4 < (CHECKPOINTS / "ethanol" / WEIGHTS_NAME).stat().st_size
     energy, forces = load_potential("workbench-ethanol-w4a8").predict(*ethanol)
     assert np.isfinite(energy) and np.isfinite(forces).all()
+
+
+def test_mixed_precision_keeps_the_named_layers_at_8_bits(small_model, ethanol, tmp_path):
+    from simulation.quantize.mddq import QuantizationError
+    from simulation.quantize.qat import QATSchedule
+
+    spec = QuantSpec(4, 8, "mddq", ("embedding", "readout", "value_radial"))
+    fq = quantize(small_model, spec, _calibration(ethanol))
+    QATSchedule().apply(fq, 1.0)
+    assert fq.weight_q["messages_0_value_radial"].bits == 8 and fq.weight_q["messages_0_query"].bits == 4
+    assert fq.embed_q.bits == 8
+    folder = save_packed(fq, tmp_path / "mixed")
+    state = load_packed(folder)[2]
+    assert state["messages.0.value_radial.qweight"].dtype == torch.int8
+    assert state["readout.3.qweight"].dtype == torch.int8 and state["embedding.qweight"].dtype == torch.int8
+    assert state["messages.0.query.qweight"].dtype == torch.uint8  # two int4 per byte
+    qp = QuantizedPotential.from_pretrained(folder)
+    assert qp.spec.int8_layers == spec.int8_layers
+    z, x = torch.as_tensor(ethanol[0]), torch.as_tensor(ethanol[1], dtype=torch.float32)
+    e_ref, f_ref = fq.energy_and_forces(z, x)
+    e, f = qp.energy_and_forces(z, x)
+    assert torch.allclose(e, e_ref, atol=1e-5) and torch.allclose(f, f_ref, atol=1e-4)
+    plain = save_packed(quantize(small_model, QuantSpec(4, 8, "mddq"), _calibration(ethanol)), tmp_path / "w4")
+    w4 = state_dict_bytes(dict(QuantizedPotential.from_pretrained(plain).state_dict()))
+    assert w4 < state_dict_bytes(dict(qp.state_dict())) < state_dict_bytes(dict(fq.model.state_dict())) / 2
+    with pytest.raises(QuantizationError, match="matches no layer"):
+        QuantSpec(4, 8, "mddq", ("readuot",))
