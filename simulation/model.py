@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ __all__ = [
     "TAU_MAX",
 ]
 
+T = TypeVar("T")
 FORMAT_VERSION = 1
 TAU_MAX = 8.0
 ATTENTION_KINDS = ("cosine", "dot")
@@ -459,33 +461,8 @@ class EquivariantPotential(nn.Module):
 
         >>> model = EquivariantPotential.from_pretrained("simulation/checkpoints/ethanol")  # doctest: +SKIP
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise CheckpointError(path, "file not found; train one with `make train-potential-<name>`")
-        try:
-            raw = json.loads(config_path.read_text())
-            if raw.get("model_type") != "EquivariantPotential":
-                raise CheckpointError(
-                    config_path, f"model_type is {raw.get('model_type')!r}, not 'EquivariantPotential'"
-                )
-            if int(raw.get("format_version", -1)) > FORMAT_VERSION:
-                raise CheckpointError(
-                    config_path, f"format_version {raw.get('format_version')} is newer than this code"
-                )
-            config = PotentialConfig(**raw)
-        except CheckpointError:
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(config_path, f"unreadable config: {exc}") from exc
-        try:
-            state = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(weights_path, f"corrupt weights file: {exc}") from exc
+        config, state = read_checkpoint(folder, "train one with `make train-potential-<name>`", _parse_config)
+        weights_path = Path(folder) / WEIGHTS_NAME
         model = cls(config)
         try:
             model.load_state_dict(state, strict=True)
@@ -495,6 +472,47 @@ class EquivariantPotential(nn.Module):
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise CheckpointError(weights_path, f"tensor {name!r} holds NaN or inf values")
         return model.to(dtype).eval()
+
+
+def _parse_config(raw: dict, config_path: Path) -> PotentialConfig:
+    if raw.get("model_type") != "EquivariantPotential":
+        raise CheckpointError(config_path, f"model_type is {raw.get('model_type')!r}, not 'EquivariantPotential'")
+    if int(raw.get("format_version", -1)) > FORMAT_VERSION:
+        raise CheckpointError(config_path, f"format_version {raw.get('format_version')} is newer than this code")
+    return PotentialConfig(**raw)
+
+
+def read_checkpoint(
+    folder: str | os.PathLike, missing_hint: str, parse: Callable[[dict, Path], T]
+) -> tuple[T, dict[str, Tensor]]:
+    """``(parse(config.json as a dict, its path), safetensors tensors)`` of a checkpoint folder.
+
+    A missing file (the message ends with ``missing_hint``), a config that is not a JSON object or a corrupt
+    weights file raise :class:`CheckpointError` naming the path. ``parse`` checks the config (before the
+    weights are read); a ``ValueError``, ``TypeError`` or ``KeyError`` from it becomes a ``CheckpointError``.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(path, f"file not found; {missing_hint}")
+    try:
+        raw = json.loads(config_path.read_text())
+        if not isinstance(raw, dict):
+            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
+        parsed = parse(raw, config_path)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise CheckpointError(config_path, f"unreadable config: {exc}") from exc
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(weights_path, f"corrupt weights file: {exc}") from exc
+    return parsed, state
 
 
 def fit_element_shifts(

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from simulation.model import CONFIG_NAME, WEIGHTS_NAME, PotentialConfig
+from simulation.model import CONFIG_NAME, WEIGHTS_NAME, PotentialConfig, read_checkpoint
 from simulation.quantize.fakequant import _VECTOR_INPUT, GAQPotential, QuantSpec, _key
 from simulation.quantize.graph import linear_names, vector_keys
 from workbench.errors import CheckpointError
@@ -195,34 +195,23 @@ def check_state(state: dict[str, Tensor], config: PotentialConfig, spec: QuantSp
             )
 
 
+def _parse_packed_config(raw: dict, config_path: Path) -> tuple[PotentialConfig, dict]:
+    if "quantization" not in raw:
+        raise CheckpointError(config_path, "no 'quantization' block: not a packed quantized checkpoint")
+    quant = raw.pop("quantization")
+    if quant.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(
+            config_path, f"not a packed quantized checkpoint (model_type {quant.get('model_type')!r})"
+        )
+    if int(quant.get("format_version", -1)) > FORMAT_VERSION:
+        raise CheckpointError(config_path, f"format_version {quant.get('format_version')} is newer than this code")
+    return PotentialConfig(**raw), quant
+
+
 def load_packed(folder: str | os.PathLike) -> tuple[PotentialConfig, dict, dict[str, Tensor]]:
     """``(config, quantization block, tensors)`` of a packed checkpoint; problems raise :class:`CheckpointError`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise CheckpointError(path, "file not found; build it with `make quantize-potential`")
-    try:
-        raw = json.loads(config_path.read_text())
-        quant = raw.pop("quantization")
-        if quant.get("model_type") != MODEL_TYPE:
-            raise CheckpointError(
-                config_path, f"not a packed quantized checkpoint (model_type {quant.get('model_type')!r})"
-            )
-        if int(quant.get("format_version", -1)) > FORMAT_VERSION:
-            raise CheckpointError(config_path, f"format_version {quant.get('format_version')} is newer than this code")
-        config = PotentialConfig(**raw)
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(config_path, f"unreadable config (no 'quantization' block?): {exc}") from exc
-    try:
-        state = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(weights_path, f"corrupt weights file: {exc}") from exc
+    (config, quant), state = read_checkpoint(folder, "build it with `make quantize-potential`", _parse_packed_config)
+    weights_path = Path(folder) / WEIGHTS_NAME
     check_state(state, config, spec_of(quant), weights_path)
     return config, quant, state
 
