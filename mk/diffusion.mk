@@ -2,8 +2,10 @@
 #
 #   make train-diffusion   diffusion/checkpoints/{autoencoder,denoiser,scheduler} + model_index.json
 #                          (re-running resumes an interrupted stage and skips finished ones;
-#                          JSON-lines logs in each stage folder, console output in train.log; the
-#                          training-set properties, ~20 min of RDKit, are kept in build/diffusion-cache)
+#                          JSON-lines logs in each stage folder, console output in train.log; on the
+#                          2-core machine about 40 min for the GRU autoencoder, 10 min of RDKit for the
+#                          denoiser's training-set properties, kept in build/diffusion-cache, and 10 min
+#                          for the denoiser)
 #   make bench-diffusion   benchmarks/results/diffusion.json + diffusion_*.png (25 DPM-Solver++ steps,
 #                          24 guidance settings x 15 targets x 32 samples; ~4 min on the 2-core machine at load ~2)
 #
