@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from simulation.model import EquivariantPotential, neighbour_list
-from simulation.quantize.graph import quantized_energy
+from simulation.quantize.graph import QuantizedGraphInterface, quantized_energy
 
 if TYPE_CHECKING:
     from simulation.quantize.potential import QuantizedPotential
@@ -89,12 +89,16 @@ class FastPotential:
         self.model = copy.deepcopy(model).eval()
         # A quantized model (packed W4A8 weights) runs its own quantized graph; its "dequant" kernel keeps the
         # unpacked weights cached, and is the one torch.func and torch.compile can trace.
-        self.quantized = not isinstance(self.model, EquivariantPotential)
+        if not isinstance(self.model, EquivariantPotential | QuantizedGraphInterface):
+            kind = type(model).__name__
+            raise TypeError(f"FastPotential needs an EquivariantPotential or a quantized one, got {kind}")
+        self.quantized = isinstance(self.model, QuantizedGraphInterface)
         if self.quantized:
             if getattr(self.model, "kernel", "dequant") != "dequant":
                 self.model.kernel = "dequant"
             _check_calibrated(self.model, source)
-            self.model.unpack_weights(next(self.model.parameters()).dtype)
+            if hasattr(self.model, "unpack_weights"):  # the packed model (the fake-quant one has nothing cached)
+                self.model.unpack_weights(next(self.model.parameters()).dtype)
         for p in self.model.parameters():
             p.requires_grad_(False)
         param = next(self.model.parameters())

@@ -21,7 +21,8 @@ import openmm
 import openmm.app as app
 import torch
 
-from simulation.model import EquivariantPotential
+from simulation.model import EquivariantPotential, neighbour_list
+from simulation.quantize.graph import QuantizedGraphInterface
 from simulation.reference import check_geometry, element_symbol
 from workbench.errors import CheckpointError, InvalidMoleculeError
 
@@ -144,14 +145,23 @@ def create_force(
     made. With ``periodic=True`` the box vectors of the State are used as the cell. An
     :class:`EquivariantPotential` or a :class:`~simulation.quantize.potential.QuantizedPotential` runs through
     :class:`simulation.fast.FastPotential` (a static all-pairs graph for molecules; ``compile=True`` compiles
-    forward and backward with ``torch.compile``, worth it for long runs).
+    forward and backward with ``torch.compile``, worth it for long runs); any other module with the same
+    interface runs through its own ``energy_and_forces``.
     """
     from simulation.fast import FastPotential
 
     z = torch.as_tensor(np.asarray(numbers), dtype=torch.long).reshape(-1)
     potential.element_indices(z, "OpenMM system")
     dtype = next(potential.parameters()).dtype
-    evaluate = FastPotential(potential, z, compile=compile, periodic=periodic, source="OpenMM system")
+    if isinstance(potential, EquivariantPotential | QuantizedGraphInterface):
+        evaluate = FastPotential(potential, z, compile=compile, periodic=periodic, source="OpenMM system")
+    else:  # any other module with the same interface: its own energy_and_forces on a neighbour list
+        batch = torch.zeros(z.shape[0], dtype=torch.long)
+
+        def evaluate(x: torch.Tensor, cell: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            neighbours = neighbour_list(x, potential.config.cutoff, batch, cell)
+            energy, forces = potential.energy_and_forces(z, x, batch, cell, 1, neighbours=neighbours)
+            return energy.detach()[0], forces.detach()
 
     buffer = np.empty((z.shape[0], 3), dtype=np.float64)  # positions in nm, refilled every step
     fast_read = hasattr(openmm.State, "_getVectorAsNumpy")
