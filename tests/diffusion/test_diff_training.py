@@ -32,20 +32,26 @@ def test_vocabulary_round_trips_and_rejects_too_long(moses_sample: list[str]):
     assert vocab.encode("C" * 80, max_len=40) is None
 
 
-def test_autoencoder_loss_falls(moses_sample: list[str]):
-    torch.manual_seed(0)
-    vocab = SelfiesVocabulary.from_smiles(moses_sample)
-    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=16, hidden_dim=48, latent_dim=8)
-    batch, _ = vae.tokenize(moses_sample[:64])
+def _reconstruction_losses(vae, smiles: list[str], *, lr: float, steps: int, beta: float) -> list[float]:
+    """Train ``vae`` on ``smiles`` (one batch) with Adam; the reconstruction loss at every step."""
+    batch, _ = vae.tokenize(smiles)
     batch = batch[:, : int((batch != vae.vocab.pad_id).sum(1).max())]
-    optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     losses = []
-    for _ in range(30):
-        terms = vae.loss(batch, beta=0.01)
+    for _ in range(steps):
+        terms = vae.loss(batch, beta=beta)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
         losses.append(float(terms["reconstruction"]))
+    return losses
+
+
+def test_autoencoder_loss_falls(moses_sample: list[str]):
+    torch.manual_seed(0)
+    vocab = SelfiesVocabulary.from_smiles(moses_sample)
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=16, hidden_dim=48, latent_dim=8)
+    losses = _reconstruction_losses(vae, moses_sample[:64], lr=3e-3, steps=30, beta=0.01)
     assert losses[-1] < 0.7 * losses[0]
 
 
@@ -69,16 +75,7 @@ def test_gru_autoencoder_loss_falls(moses_sample: list[str]):
     vocab = SelfiesVocabulary.from_smiles(moses_sample)
     vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=4,
                      decoder_type="gru", gru_dim=32)  # fmt: skip
-    batch, _ = vae.tokenize(moses_sample[:64])
-    batch = batch[:, : int((batch != vae.vocab.pad_id).sum(1).max())]
-    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(25):
-        terms = vae.loss(batch, beta=0.05)
-        optimizer.zero_grad()
-        terms["loss"].backward()
-        optimizer.step()
-        losses.append(float(terms["reconstruction"]))
+    losses = _reconstruction_losses(vae, moses_sample[:64], lr=1e-2, steps=25, beta=0.05)
     assert losses[-1] < 0.7 * losses[0]
 
 
