@@ -112,3 +112,27 @@ def test_numeric_properties_on_corpus(moses_sample):
 def test_standardize_verbs():
     assert largest_fragment(Molecule("CC(=O)[O-].[Na+]")).smiles == "CC(=O)[O-]"
     assert neutralize(Molecule("CC(=O)[O-]")).smiles == "CC(=O)O"
+
+
+@pytest.mark.parametrize("order", [("qed", "clogp", "mw"), ("clogp", "mr", "qed"), ("mw", "qed")])
+def test_qed_shares_descriptors_and_equals_rdkit_exactly(order):
+    """The cached QED group reuses Crippen/MW and matches alerts in one catalog call; values stay RDKit's."""
+    from rdkit.Chem import QED, Crippen, Descriptors
+
+    smiles = [
+        ASPIRIN,
+        "O=[N+]([O-])c1ccc(C=O)cc1",  # nitro + aldehyde: several QED alerts
+        "CC(=O)Oc1ccccc1C(=O)Cl",  # acyl halide alert
+        "C1CCC2(CC1)OCCO2",  # no aromatic ring
+        "c1ccc2c(c1)[nH]c1ccccc12",  # fused aromatics
+        "[NH3+]CC(=O)[O-]",  # zwitterion
+    ]
+    for s in smiles:
+        m, rd = Molecule(s), Chem.MolFromSmiles(s)
+        values = {name: m.prop(name) for name in order}
+        assert values["qed"] == QED.qed(rd)
+        if "clogp" in values:
+            assert values["clogp"] == Crippen.MolLogP(rd)
+        assert m.prop("mw") == Descriptors.MolWt(rd)
+    explicit = Chem.AddHs(Chem.MolFromSmiles(ASPIRIN))  # explicit hydrogens take RDKit's own path
+    assert Molecule(explicit).prop("qed") == pytest.approx(QED.qed(explicit))

@@ -304,7 +304,7 @@ class Molecule:
         if name not in cache:
             group = _props.GROUPS.get(name)
             if group is not None:
-                cache.update(group(self.graph))
+                cache.update(group(self.graph, known=cache))
             else:
                 cache[name] = _props.compute(name, self.graph)
         return cache[name]

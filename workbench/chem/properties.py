@@ -55,13 +55,50 @@ def _formal_charge(mol: Chem.Mol) -> int:
     return int(Chem.GetFormalCharge(mol))
 
 
-def _crippen(mol: Chem.Mol) -> dict[str, float]:
+def _crippen(mol: Chem.Mol, known: dict[str, float] | None = None) -> dict[str, float]:
     logp, mr = rdMolDescriptors.CalcCrippenDescriptors(mol)
     return {"clogp": logp, "mr": mr}
 
 
-GROUPS: dict[str, Callable[[Chem.Mol], dict[str, float]]] = {"clogp": _crippen, "mr": _crippen}
-"""Properties computed together in one RDKit call (Molecule caches all of them at once)."""
+@functools.lru_cache(maxsize=1)
+def _qed_alert_catalog():
+    """RDKit's QED structural alerts as one FilterCatalog: one C++ call instead of ~120 Python-level matches."""
+    from rdkit.Chem import FilterCatalog
+
+    catalog = FilterCatalog.FilterCatalog()
+    for i, alert in enumerate(QED.StructuralAlerts):
+        catalog.AddEntry(FilterCatalog.FilterCatalogEntry(f"qed_alert_{i}", FilterCatalog.SmartsMatcher(alert)))
+    return catalog
+
+
+def _qed(mol: Chem.Mol, known: dict[str, float] | None = None) -> dict[str, float]:
+    """QED (RDKit's ``QED.qed``, same value) plus the cLogP, MR and MW it needs, for the property cache.
+
+    ``QED.properties`` recomputes Crippen logP and MW and matches its ~120 structural alerts one Python
+    call at a time; here Crippen is computed once (or taken from ``known``) and shared with ``clogp``/``mr``,
+    and the alerts are matched by one FilterCatalog (the count of distinct alerts that match, as in RDKit).
+    """
+    if any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):  # explicit H: RDKit's own path, unshared
+        return {"qed": QED.qed(mol)}
+    known = known or {}
+    crippen = {"clogp": known["clogp"], "mr": known["mr"]} if "clogp" in known and "mr" in known else _crippen(mol)
+    mw = known["mw"] if "mw" in known else Descriptors.MolWt(mol)
+    props = QED.QEDproperties(
+        MW=mw,
+        ALOGP=crippen["clogp"],
+        HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors if mol.HasSubstructMatch(p)),
+        HBD=rdMolDescriptors.CalcNumHBD(mol),
+        PSA=rdMolDescriptors.CalcTPSA(mol),
+        ROTB=rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict),
+        AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
+        ALERTS=len(_qed_alert_catalog().GetMatches(mol)),
+    )
+    return {"qed": QED.qed(mol, qedProperties=props), "mw": mw, **crippen}
+
+
+GROUPS: dict[str, Callable[..., dict[str, float]]] = {"clogp": _crippen, "mr": _crippen, "qed": _qed}
+"""Properties computed together, each group ``f(mol, known=cache) -> {name: value}`` (Molecule caches all of
+them at once; ``known`` holds the values already cached, which a group may reuse)."""
 
 
 PROPERTIES: dict[str, Property] = {
@@ -82,7 +119,7 @@ PROPERTIES: dict[str, Property] = {
         Property("heavy_atoms", "heavy atom count", lambda m: m.GetNumHeavyAtoms()),
         Property("atoms", "atom count including hydrogens", rdMolDescriptors.CalcNumAtoms),
         Property("formula", "molecular formula", rdMolDescriptors.CalcMolFormula, numeric=False),
-        Property("qed", "quantitative estimate of drug-likeness", QED.qed),
+        Property("qed", "quantitative estimate of drug-likeness", lambda m: _qed(m)["qed"]),
         Property("sa", "synthetic accessibility (1 easy - 10 hard)", sa_score),
     ]
 }
