@@ -94,6 +94,12 @@ def test_pickle_for_process_pools():
     m = conformers.embed(Molecule("CCN"), seed=0).with_meta(name="ethylamine")
     back = pickle.loads(pickle.dumps(m))
     assert back == m and back.name == "ethylamine" and back.has_3d
+    assert np.array_equal(back.positions, m.positions)
+    flat = Molecule("OC(=O)Cc1ccc2[nH]ccc2c1")
+    qed = flat.qed
+    back = pickle.loads(pickle.dumps(flat))
+    assert back == flat and not back.has_3d and back._cache["qed"] == qed  # cached properties travel along
+    assert back.aromatic_rings == 2 and back.rings == 2  # ring perception survives
 
 
 def test_no_coordinates_is_a_clear_error():
