@@ -296,6 +296,9 @@ class SmilesGrammarState:
 
     def _allows_in_branch(self, token: str) -> bool:
         """Extra rules inside an inserted substituent branch (then the ordinary grammar)."""
+        return self._branch_rules_allow(token) and self._allows_base(token)
+
+    def _branch_rules_allow(self, token: str) -> bool:
         if token in _RING_LABELS and token in self.open_rings and token not in self.free_labels:
             return False  # a template ring label: only the template closes it
         if token == ")" and len(self.branches) == self.free_depth and self.free_labels:
@@ -306,7 +309,7 @@ class SmilesGrammarState:
             order = _BOND_ORDER.get(token, 1)
             if self.remaining(self.current) - self._reserve(self.current) < order:
                 return False
-        return self._allows_base(token)
+        return True
 
     def meets_minimums(self) -> bool:
         """Whether the atom, ring and mass minimums of the bounds are reached (ending earlier is discouraged)."""
@@ -347,37 +350,94 @@ class SmilesGrammarState:
             return token == "(" and self._can_insert() and self._allows_base(token)
         return self._allows_base(token)
 
+    def allowed_tokens(self) -> list[str]:
+        """Every grammar token :meth:`allows`, in one pass: the checks shared by a class of tokens (atoms,
+        bonds, ring labels not yet open) run once rather than once per token.
+
+        >>> SmilesGrammarState(elements={"C", "O"}).allowed_tokens()
+        ['C', 'O']
+        """
+        if self.template_left():
+            nxt = self.template[self.tpos]
+            if self.free_depth is not None:
+                return [t for t in self._allowed_base() if self._branch_rules_allow(t)]
+            out = [nxt] if self._allows_base(nxt) else []
+            if nxt != "(" and self._can_insert() and self._allows_base("("):
+                out.append("(")
+            return out
+        return self._allowed_base()
+
+    def _allowed_base(self) -> list[str]:
+        out = self._allowed_atoms()
+        out += [t for t, order in _BOND_ORDER.items() if self._allows_bond(order)]
+        if self._allows_open_branch():
+            out.append("(")
+        if self._allows_close_branch():
+            out.append(")")
+        if self._ring_position_ok():
+            opening = self._allows_ring_open()  # the same answer for every label not yet open
+            for label in _RING_LABELS:
+                if self._allows_ring_close(label) if label in self.open_rings else opening:
+                    out.append(label)
+        return out
+
     def _allows_base(self, token: str) -> bool:
         if token in MAX_VALENCE:
             return self._allows_atom(token)
         if token in _BOND_ORDER:
             return self._allows_bond(_BOND_ORDER[token])
         if token == "(":
-            return (
-                self.last in ("atom", "ring", "close")
-                and self.pending is None
-                and len(self.branches) < _MAX_BRANCH_DEPTH
-                and self.remaining(self.current) >= 1
-            )
+            return self._allows_open_branch()
         if token == ")":
-            return bool(self.branches) and self.pending is None and self.last in ("atom", "ring", "close")
+            return self._allows_close_branch()
         if token in _RING_LABELS:
             return self._allows_ring(token)
         return False
 
+    def _allows_open_branch(self) -> bool:
+        return (
+            self.last in ("atom", "ring", "close")
+            and self.pending is None
+            and len(self.branches) < _MAX_BRANCH_DEPTH
+            and self.remaining(self.current) >= 1
+        )
+
+    def _allows_close_branch(self) -> bool:
+        return bool(self.branches) and self.pending is None and self.last in ("atom", "ring", "close")
+
     def _allows_atom(self, symbol: str) -> bool:
         if self.elements is not None and symbol not in self.elements:
             return False
+        return self._atom_fits_bounds(symbol) and self._allows_any_atom(MAX_VALENCE[symbol])
+
+    def _allowed_atoms(self) -> list[str]:
+        b = self.bounds
+        if b is not None and b.max_atoms is not None and len(self.element) >= b.max_atoms:
+            return []
+        order = self.pending or 1
+        if not self._allows_any_atom(order):  # the rules that do not depend on the element fail
+            return []
+        return [
+            s
+            for s, valence in MAX_VALENCE.items()
+            if (self.elements is None or s in self.elements) and valence >= order and self._atom_fits_bounds(s)
+        ]
+
+    def _atom_fits_bounds(self, symbol: str) -> bool:
         b = self.bounds
         if b is not None:
             if b.max_atoms is not None and len(self.element) >= b.max_atoms:
                 return False
             if b.max_heavy_mass is not None and self.heavy_mass + _MASS[symbol] > b.max_heavy_mass:
                 return False
+        return True
+
+    def _allows_any_atom(self, max_valence: int) -> bool:
+        """Whether an atom of this maximum valence may follow (the element's own rules aside)."""
         if self.current is None:
             return not self.element  # only the first atom has no predecessor
         order = self.pending or 1
-        if MAX_VALENCE[symbol] < order or self.remaining(self.current) < order:
+        if max_valence < order or self.remaining(self.current) < order:
             return False
         if self._becomes_sp(self.current, order):
             return not self.in_ring[self.current]  # a linear atom may not sit in a ring
@@ -393,29 +453,39 @@ class SmilesGrammarState:
         return True
 
     def _allows_ring(self, label: str) -> bool:
+        if not self._ring_position_ok():
+            return False
+        if label in self.open_rings:
+            return self._allows_ring_close(label)
+        return self._allows_ring_open()
+
+    def _ring_position_ok(self) -> bool:
         if self.current is None or self.last not in ("atom", "ring", "bond"):
             return False
-        if self.last == "bond" and self.before_bond not in ("atom", "ring"):
-            return False  # "(=1" and ")=1" are not SMILES
+        return self.last != "bond" or self.before_bond in ("atom", "ring")  # "(=1" and ")=1" are not SMILES
+
+    def _allows_ring_close(self, label: str) -> bool:
         cur = self.current
-        if label in self.open_rings:
-            partner, opened_order = self.open_rings[label]
-            if partner == cur or partner in self.neighbors[cur]:
-                return False
-            if self.pending is not None and opened_order is not None and self.pending != opened_order:
-                return False
-            order = self.pending or opened_order or 1
-            if order == 3:
-                return False
-            # the partner reserved 1 (or the opened order); a higher order set now needs more capacity there
-            extra_partner = order - (opened_order or 1)
-            if self.remaining(cur) < order or self.remaining(partner) < extra_partner:
-                return False
-            if self._becomes_sp(cur, order) or (opened_order is None and self._becomes_sp(partner, order)):
-                return False
-            if not self.n_linear:
-                return True
-            return not any(self._is_sp(a) for a in self._path(partner, cur))
+        partner, opened_order = self.open_rings[label]
+        if partner == cur or partner in self.neighbors[cur]:
+            return False
+        if self.pending is not None and opened_order is not None and self.pending != opened_order:
+            return False
+        order = self.pending or opened_order or 1
+        if order == 3:
+            return False
+        # the partner reserved 1 (or the opened order); a higher order set now needs more capacity there
+        extra_partner = order - (opened_order or 1)
+        if self.remaining(cur) < order or self.remaining(partner) < extra_partner:
+            return False
+        if self._becomes_sp(cur, order) or (opened_order is None and self._becomes_sp(partner, order)):
+            return False
+        if not self.n_linear:
+            return True
+        return not any(self._is_sp(a) for a in self._path(partner, cur))
+
+    def _allows_ring_open(self) -> bool:
+        """Whether a new ring label (any one not yet open) may be written here."""
         if len(self.open_rings) >= _MAX_OPEN_RINGS:
             return False
         b = self.bounds
@@ -424,9 +494,9 @@ class SmilesGrammarState:
         order = self.pending or 1
         if order == 3:
             return False
-        if self._becomes_sp(cur, order):
+        if self._becomes_sp(self.current, order):
             return False
-        return self.remaining(cur) >= order
+        return self.remaining(self.current) >= order
 
     # ------------------------------------------------------------------ transitions
     def push(self, token: str) -> None:
@@ -580,6 +650,20 @@ def _filter_probs(logits: torch.Tensor, temperature: float, top_p: float) -> tor
         filtered = torch.zeros_like(probs)
         filtered[order[keep]] = sorted_probs[keep]
         probs = filtered
+    return probs
+
+
+def _filter_probs_rows(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """:func:`_filter_probs` of every row of ``logits: (rows, vocab)`` in one call (the same numbers row by row)."""
+    if temperature <= 0:
+        probs = torch.zeros_like(logits)
+        probs[torch.arange(len(logits)), logits.argmax(dim=-1)] = 1.0
+        return probs
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+        probs = torch.zeros_like(probs).scatter_(-1, order, torch.where(keep, sorted_probs, 0.0))
     return probs
 
 
@@ -742,6 +826,7 @@ def generate_many(
             break
         free = _sample_rows(logits.float(), vocab, [in_smiles[row] for row in active], temperature, top_p, generator)
         next_ids = []
+        to_sample: list[tuple[int, int]] = []  # (batch position, row) of constrained rows that sample a token
         for pos, row in enumerate(active):
             if done[row]:
                 next_ids.append(tokenizer.pad_id)
@@ -765,24 +850,19 @@ def generate_many(
                 if len(smiles_tokens[row]) >= max_smiles_tokens:
                     done[row] = True
                 continue
-            token = _next_smiles_token(
-                logits[pos].float().clone(),
-                vocab,
-                states[row],
-                forced_queue[row],
-                max_smiles_tokens,
-                temperature,
-                top_p,
-                generator,
-            )
-            if token is None:  # </smiles>
-                done[row] = True
-                next_ids.append(tokenizer.smiles_end_id)
+            token = _forced_smiles_token(states[row], forced_queue[row], max_smiles_tokens)
+            if token is _SAMPLE:
+                to_sample.append((pos, row))
+                next_ids.append(tokenizer.pad_id)  # filled in below
                 continue
-            if forced_queue[row]:
-                forced[row] = True
-            smiles_tokens[row].append(token)
-            next_ids.append(tokenizer.index.get(token, tokenizer.unk_id))
+            next_ids.append(_record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done))
+        if to_sample:  # one masked top-p distribution per row, computed together, then sampled row by row
+            rows_probs, allowed = _constrained_probs(
+                logits[[pos for pos, _ in to_sample]], vocab, [states[row] for _, row in to_sample], temperature, top_p
+            )
+            for (pos, row), probs, ids in zip(to_sample, rows_probs, allowed, strict=True):
+                token = _pick_smiles_token(probs, len(ids), vocab, states[row], forced_queue[row], generator)
+                next_ids[pos] = _record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done)
         if all(done) or cache.length + 1 > model.config.max_len:
             break
         keep = [pos for pos, row in enumerate(active) if not done[row]]
@@ -832,18 +912,12 @@ def _sample_rows(
     return torch.multinomial(probs, 1, generator=generator).squeeze(1).tolist()
 
 
-def _next_smiles_token(
-    logits: torch.Tensor,
-    vocab: _Vocab,
-    state: SmilesGrammarState,
-    forced_queue: list[str],
-    max_smiles_tokens: int,
-    temperature: float,
-    top_p: float,
-    generator: torch.Generator,
-) -> str | None:
-    """The next SMILES token as a string, or None for ``</smiles>``."""
-    tokenizer = vocab.tokenizer
+_SAMPLE = object()  # _forced_smiles_token's answer when the token has to be sampled
+
+
+def _forced_smiles_token(state: SmilesGrammarState, forced_queue: list[str], max_smiles_tokens: int):
+    """The next token when it is not sampled (queued completion, or the completion written out near the
+    length limit; None for ``</smiles>``), else ``_SAMPLE``."""
     if forced_queue:
         token = forced_queue.pop(0)
         state.push(token)
@@ -856,32 +930,78 @@ def _next_smiles_token(
         forced_queue.extend(completion[1:])
         state.push(completion[0])
         return completion[0]
-    allowed = {i: t for t, i in vocab.grammar_ids.items() if state.allows(t)}
-    mask = torch.full_like(logits, float("-inf"))
-    if allowed:
-        mask[list(allowed)] = 0.0
-    if state.can_end() and (state.meets_minimums() or not allowed):
-        mask[tokenizer.smiles_end_id] = 0.0
-    probs = _filter_probs(logits + mask, temperature, top_p)
-    if float(probs.sum()) <= 0 or not torch.isfinite(probs).all():  # top-p removed every allowed token
-        probs = _filter_probs(logits + mask, max(temperature, 1e-3), 1.0)
-    for _ in range(len(allowed) + 1):
-        total = float(probs.sum())
-        if total <= 0 or not torch.isfinite(probs).all():
-            break
-        token_id = _sample(probs / total, generator)
-        if token_id == tokenizer.smiles_end_id:
-            return None
-        token = tokenizer.tokens[token_id]
-        trial = state.copy()
-        trial.push(token)
-        if trial.stalls_below_minimum():
-            probs[token_id] = 0.0  # a dead end below the spec's minimum size: try another token first
-            continue
-        if trial.completable():
-            state.push(token)
-            return token
-        probs[token_id] = 0.0
+    return _SAMPLE
+
+
+def _record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done) -> int:
+    """Book a chosen SMILES token (None: ``</smiles>``) for ``row``; returns the id fed to the model."""
+    if token is None:
+        done[row] = True
+        return tokenizer.smiles_end_id
+    if forced_queue[row]:
+        forced[row] = True
+    smiles_tokens[row].append(token)
+    return tokenizer.index.get(token, tokenizer.unk_id)
+
+
+def _end_allowed(state: SmilesGrammarState, any_allowed: bool) -> bool:
+    return state.can_end() and (state.meets_minimums() or not any_allowed)
+
+
+def _constrained_probs(
+    logits: torch.Tensor,
+    vocab: _Vocab,
+    states: Sequence[SmilesGrammarState],
+    temperature: float,
+    top_p: float,
+) -> tuple[list[torch.Tensor], list[list[int]]]:
+    """For each row, the masked top-p distribution :func:`_next_smiles_token` samples from (the same
+    numbers), and the allowed grammar token ids; all rows' softmax and top-p run in one batch."""
+    ids = vocab.grammar_ids
+    allowed = [[ids[t] for t in state.allowed_tokens() if t in ids] for state in states]
+    mask = torch.full(logits.shape, float("-inf"))
+    for i, (state, row_ids) in enumerate(zip(states, allowed, strict=True)):
+        mask[i, row_ids] = 0.0
+        if _end_allowed(state, bool(row_ids)):
+            mask[i, vocab.tokenizer.smiles_end_id] = 0.0
+    masked = logits.float() + mask
+    probs = _filter_probs_rows(masked, temperature, top_p)
+    usable = torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)
+    rows = list(probs.unbind(0))
+    for i in (~usable).nonzero().flatten().tolist():  # top-p removed every allowed token
+        rows[i] = _filter_probs(masked[i], max(temperature, 1e-3), 1.0)
+    return [r.clone() for r in rows], allowed
+
+
+def _pick_smiles_token(
+    probs: torch.Tensor,
+    n_allowed: int,
+    vocab: _Vocab,
+    state: SmilesGrammarState,
+    forced_queue: list[str],
+    generator: torch.Generator,
+) -> str | None:
+    """Sample from ``probs`` (the masked distribution; changed in place) until a token keeps the prefix
+    completable and above the spec's minimums; push it on ``state``. None is ``</smiles>``."""
+    tokenizer = vocab.tokenizer
+    if torch.isfinite(probs).all():  # zeroing rejected tokens below keeps it finite
+        for _ in range(n_allowed + 1):
+            total = float(probs.sum())
+            if total <= 0:
+                break
+            token_id = _sample(probs / total, generator)
+            if token_id == tokenizer.smiles_end_id:
+                return None
+            token = tokenizer.tokens[token_id]
+            trial = state.copy()
+            trial.push(token)
+            if trial.stalls_below_minimum():
+                probs[token_id] = 0.0  # a dead end below the spec's minimum size: try another token first
+                continue
+            if trial.completable():
+                state.push(token)
+                return token
+            probs[token_id] = 0.0
     # every allowed token leads to a dead end: finish with the greedy completion of the current prefix
     completion = state.completion() or []
     if not completion:
@@ -889,3 +1009,30 @@ def _next_smiles_token(
     forced_queue.extend(completion[1:])
     state.push(completion[0])
     return completion[0]
+
+
+def _next_smiles_token(
+    logits: torch.Tensor,
+    vocab: _Vocab,
+    state: SmilesGrammarState,
+    forced_queue: list[str],
+    max_smiles_tokens: int,
+    temperature: float,
+    top_p: float,
+    generator: torch.Generator,
+) -> str | None:
+    """The next SMILES token of one row as a string, or None for ``</smiles>``, step by step: the
+    reference for the batched path of :func:`generate_many` (which gives the same tokens and draws)."""
+    token = _forced_smiles_token(state, forced_queue, max_smiles_tokens)
+    if token is not _SAMPLE:
+        return token
+    allowed = {i: t for t, i in vocab.grammar_ids.items() if state.allows(t)}
+    mask = torch.full_like(logits, float("-inf"))
+    if allowed:
+        mask[list(allowed)] = 0.0
+    if _end_allowed(state, bool(allowed)):
+        mask[vocab.tokenizer.smiles_end_id] = 0.0
+    probs = _filter_probs(logits + mask, temperature, top_p)
+    if float(probs.sum()) <= 0 or not torch.isfinite(probs).all():  # top-p removed every allowed token
+        probs = _filter_probs(logits + mask, max(temperature, 1e-3), 1.0)
+    return _pick_smiles_token(probs, len(allowed), vocab, state, forced_queue, generator)

@@ -1,0 +1,123 @@
+"""The fast paths of constrained decoding give exactly what the straightforward ones give."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from reasoning.decoding import (
+    _BOND_ORDER,
+    _RING_LABELS,
+    _SAMPLE,
+    MAX_VALENCE,
+    SmilesBounds,
+    SmilesGrammarState,
+    _constrained_probs,
+    _filter_probs,
+    _filter_probs_rows,
+    _forced_smiles_token,
+    _next_smiles_token,
+    _pick_smiles_token,
+    _vocab,
+    scaffold_template,
+)
+
+GRAMMAR = list(MAX_VALENCE) + list(_BOND_ORDER) + ["(", ")"] + list(_RING_LABELS)
+
+
+def _settings() -> list[dict]:
+    return [
+        {},
+        {"elements": {"C", "O", "N"}},
+        {"bounds": SmilesBounds(min_atoms=6, max_atoms=12, min_rings=1, max_rings=2, max_heavy_mass=180.0)},
+        {"bounds": SmilesBounds(scaffold=scaffold_template("c1ccc2[nH]ccc2c1"), max_atoms=25)},
+        {"bounds": SmilesBounds(scaffold=scaffold_template("O=C1CCC(=O)N1"), max_heavy_mass=260.0)},
+        {"elements": {"C", "S"}, "bounds": SmilesBounds(scaffold=scaffold_template("C1CCNCC1"))},
+    ]
+
+
+def _completable_after(state: SmilesGrammarState, token: str) -> bool:
+    trial = state.copy()
+    trial.push(token)
+    return trial.completable()
+
+
+def _random_states(n: int, seed: int) -> list[SmilesGrammarState]:
+    """Prefixes decoding can reach: random walks over allowed tokens that keep the prefix completable
+    (every setting, prefixes of every length)."""
+    rng = random.Random(seed)
+    settings = _settings()
+    out = []
+    for walk in range(n):
+        state = SmilesGrammarState(**settings[walk % len(settings)])
+        for _ in range(rng.randrange(0, 40)):
+            allowed = [t for t in GRAMMAR if state.allows(t) and _completable_after(state, t)]
+            if not allowed:
+                break
+            state.push(rng.choice(allowed))
+        out.append(state)
+    return out
+
+
+def test_allowed_tokens_is_every_token_allows():
+    rng = random.Random(0)
+    settings = _settings()
+    checked = 0
+    for walk in range(600):
+        state = SmilesGrammarState(**settings[walk % len(settings)])
+        for _ in range(50):
+            slow = [t for t in GRAMMAR if state.allows(t)]
+            fast = state.allowed_tokens()
+            assert sorted(fast) == sorted(slow) and len(set(fast)) == len(fast), (state, slow, fast)
+            checked += 1
+            if not slow:
+                break
+            state.push(rng.choice(slow))
+    assert checked > 8000
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 0.95), (0.7, 0.5), (1.3, 1.0), (0.0, 0.95)])
+def test_batched_filter_matches_row_by_row(temperature, top_p):
+    gen = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(64, 111, generator=gen)
+    logits[torch.rand(64, 111, generator=gen) < 0.7] = float("-inf")  # masked tokens, as in decoding
+    logits[5] = float("-inf")  # a row with nothing allowed
+    logits[7, :] = 0.5  # ties everywhere
+    batched = _filter_probs_rows(logits, temperature, top_p)
+    for row in range(len(logits)):
+        single = _filter_probs(logits[row].clone(), temperature, top_p)
+        assert torch.equal(batched[row].isnan(), single.isnan())
+        assert torch.equal(batched[row].nan_to_num(-1.0), single.nan_to_num(-1.0)), row
+
+
+@pytest.mark.parametrize("temperature", [0.9, 0.0])
+def test_batched_smiles_step_draws_the_same_tokens(tokenizer, temperature):
+    """Masks, distributions, accepted tokens, pushed states and random draws equal the one-row reference."""
+    vocab = _vocab(tokenizer)
+    states = _random_states(240, seed=1)
+    logits = 2 * torch.randn(len(states), len(tokenizer), generator=torch.Generator().manual_seed(2))
+    logits[::2, tokenizer.smiles_end_id] -= 4.0  # half the rows rarely end, so most steps pick a grammar token
+    limit = 40  # some prefixes are near the length limit and write their completion instead
+    reference_states = [s.copy() for s in states]
+    reference_queues: list[list[str]] = [[] for _ in states]
+    reference_gen = torch.Generator().manual_seed(3)
+    reference = [
+        _next_smiles_token(logits[i].clone(), vocab, s, q, limit, temperature, 0.95, reference_gen)
+        for i, (s, q) in enumerate(zip(reference_states, reference_queues, strict=True))
+    ]
+
+    fast_gen = torch.Generator().manual_seed(3)
+    queues: list[list[str]] = [[] for _ in states]
+    fast = [_forced_smiles_token(s, q, limit) for s, q in zip(states, queues, strict=True)]
+    rows = [i for i, token in enumerate(fast) if token is _SAMPLE]
+    probs, allowed = _constrained_probs(logits[rows], vocab, [states[i] for i in rows], temperature, 0.95)
+    for i, p, ids in zip(rows, probs, allowed, strict=True):
+        fast[i] = _pick_smiles_token(p, len(ids), vocab, states[i], queues[i], fast_gen)
+    assert fast == reference
+    assert queues == reference_queues
+    assert [s.element for s in states] == [s.element for s in reference_states]
+    assert [s.n_tokens for s in states] == [s.n_tokens for s in reference_states]
+    assert torch.equal(fast_gen.get_state(), reference_gen.get_state())  # the same number of draws
+    assert len(rows) > 150 and sum(fast[i] is not None for i in rows) > 60
