@@ -344,6 +344,7 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         retries: int = 0,
         retry_noise: float = 0.15,
         seed: int = 0,
+        indices: Sequence[int] | None = None,
     ) -> list[DecodedMolecule]:
         """Decode latents and validate each result with :func:`workbench.chem.validate`.
 
@@ -354,19 +355,26 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         set; pass ``workbench.chem.DEFAULT_RULES`` for the warnings too.
 
         With ``retries`` > 0 a latent whose decode fails validation is decoded again from up to
-        ``retries`` nearby latents ``z + k * retry_noise * noise`` (unit-scale latents, k = 1, 2, ...,
-        noise drawn from ``seed``: deterministic); the first valid one is kept and ``attempts``
-        records how many decodes it took. A latent that still fails keeps its first report.
+        ``retries`` nearby latents ``z + k * retry_noise * noise`` (unit-scale latents, k = 1, 2, ...);
+        the first valid one is kept and ``attempts`` records how many decodes it took. A latent that
+        still fails keeps its first report. The noise of row ``i`` depends only on ``seed`` and
+        ``indices[i]`` (default: ``i``), so decoding a batch in parts gives the same molecules.
         """
         rules = DECISIVE_RULES if rules is None else rules
         unit = z if normalised else self.normalise(z)
+        indices = list(range(len(unit))) if indices is None else [int(i) for i in indices]
+        if len(indices) != len(unit):
+            raise ValueError(f"indices has {len(indices)} entries for {len(unit)} latents")
         out = [self._decode_checked(s, rules) for s in self.decode_smiles(unit, normalised=True)]
-        generator = torch.Generator().manual_seed(int(seed))
+        generators: dict[int, torch.Generator] = {}  # one noise stream per sample: fresh noise each attempt
         for attempt in range(1, retries + 1):
             failed = [i for i, d in enumerate(out) if d.molecule is None]
             if not failed:
                 break
-            noise = torch.randn(len(failed), unit.shape[1], generator=generator).to(unit)
+            for i in failed:
+                if i not in generators:
+                    generators[i] = torch.Generator().manual_seed(int(seed) * 1_000_003 + indices[i])
+            noise = torch.stack([torch.randn(unit.shape[1], generator=generators[i]) for i in failed]).to(unit)
             nearby = unit[failed] + attempt * retry_noise * noise
             for i, smiles in zip(failed, self.decode_smiles(nearby, normalised=True), strict=True):
                 retry = self._decode_checked(smiles, rules)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import multiprocessing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,6 +200,7 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         seed: int = 0,
         rules: RuleSet | None = None,
         retries: int = DECODE_RETRIES,
+        workers: int = 1,
     ) -> SamplingResult:
         """Run the reverse diffusion and decode; keeps invalid decodes (see :attr:`SamplingResult.failures`).
 
@@ -207,28 +209,75 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         A sample whose decode fails validation is decoded again from up to ``retries`` nearby latents
         (:meth:`~diffusion.autoencoder.SelfiesVAE.decode_molecules`; ``DecodedMolecule.attempts``
         says how many it took, so first-try validity stays measurable; ``retries=0`` turns it off).
+
+        ``workers`` > 1 splits the samples into that many contiguous parts, each denoised, decoded and
+        validated in its own forked process (Linux; one torch thread each): RDKit and SELFIES decoding
+        are single-threaded Python, so this is how a batch uses several cores. The initial noise is drawn
+        for all ``n`` samples from ``seed`` first, so with a deterministic scheduler (DPM-Solver++,
+        DDIM) the molecules are the same for any ``workers``.
         """
+        return self._sample(n, targets, guidance, num_inference_steps, seed, rules, retries, workers, ())
+
+    def _sample(
+        self,
+        n: int,
+        targets: Mapping[str, float] | None,
+        guidance: GuidanceSchedule | None,
+        num_inference_steps: int,
+        seed: int,
+        rules: RuleSet | None,
+        retries: int,
+        workers: int,
+        properties: tuple[str, ...],
+    ) -> SamplingResult:
+        """:meth:`sample`; ``properties`` are computed (and cached on each Molecule) where the decoding ran."""
         if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
             raise ValueError(f"n must be a positive integer number of molecules, got {n!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
             raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0:
+            raise ValueError(f"workers must be a positive integer number of processes, got {workers!r}")
         guidance = DEFAULT_GUIDANCE if guidance is None else guidance
         if not isinstance(guidance, GuidanceSchedule):
             raise TypeError(f"guidance must be a diffusion.guidance schedule such as C2FG(4.0, 3.0), got {guidance!r}")
         condition, mask = self.condition_from_targets(targets)
-        conditional = bool(mask.any())
-        device = self.denoiser.device
         generator = torch.Generator().manual_seed(int(seed))
         latents = torch.randn(n, self.denoiser.config.latent_dim, generator=generator)
-        latents = (latents * self.scheduler.init_noise_sigma).to(device)
-        condition, mask = condition.expand(n, -1).to(device), mask.expand(n, -1).to(device)
+        latents = latents * self.scheduler.init_noise_sigma
+        parts = _split(n, workers)
+        task = _Task(condition, mask, guidance, num_inference_steps, int(seed), rules, retries, properties)
+        if len(parts) == 1:
+            chunks = [self._run_part(task, latents, range(n), generator)]
+        else:
+            chunks = _run_forked(self, task, [(latents[p.start : p.stop], p) for p in parts])
+        return SamplingResult(
+            decoded=[d for chunk in chunks for d in chunk.decoded],
+            latents=torch.cat([chunk.latents for chunk in chunks]),
+            targets={k: float(v) for k, v in (targets or {}).items()},
+            guidance=guidance,
+            seed=int(seed),
+            num_inference_steps=num_inference_steps,
+            forward_passes=chunks[0].forward_passes,
+            weights=chunks[0].weights,
+        )
+
+    @torch.no_grad()
+    def _run_part(self, task: _Task, latents: torch.Tensor, indices: range, generator: torch.Generator | None) -> _Part:
+        """Denoise ``latents`` (samples ``indices`` of the batch), decode and validate them."""
+        n = len(indices)
+        conditional = bool(task.mask.any())
+        device = self.denoiser.device
+        latents = latents.to(device)
+        condition, mask = task.condition.expand(n, -1).to(device), task.mask.expand(n, -1).to(device)
         # cond and uncond rows in one batch: [x; x] with masks [targets; nothing]
         batched_condition = torch.cat([condition, condition])
         batched_mask = torch.cat([mask, torch.zeros_like(mask)])
+        if generator is None:  # a part in a worker: its own stream for stochastic schedulers (DDPM)
+            generator = torch.Generator().manual_seed(task.seed * 1_000_003 + indices.start + 1)
         takes_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if takes_generator else {}
         num_train_timesteps = self.scheduler.config.num_train_timesteps
-        self.scheduler.set_timesteps(num_inference_steps)
+        self.scheduler.set_timesteps(task.num_inference_steps)
         forward_passes, weights = 0, []
         for t in self.scheduler.timesteps:
             model_input = self.scheduler.scale_model_input(latents, t)
@@ -237,24 +286,21 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
                 eps_c, eps_u = self.denoiser(
                     torch.cat([model_input, model_input]), timestep, batched_condition, batched_mask
                 ).sample.chunk(2)
-                w = guidance(normalised_time(float(t), num_train_timesteps))
+                w = task.guidance(normalised_time(float(t), num_train_timesteps))
                 eps = eps_c + w * (eps_c - eps_u)
                 weights.append(w)
             else:
                 eps = self.denoiser(model_input, t.expand(n).to(device), condition, mask).sample
             forward_passes += 1
             latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
-        decoded = self.autoencoder.decode_molecules(latents, normalised=True, rules=rules, retries=retries, seed=seed)
-        return SamplingResult(
-            decoded=decoded,
-            latents=latents.cpu(),
-            targets={k: float(v) for k, v in (targets or {}).items()},
-            guidance=guidance,
-            seed=int(seed),
-            num_inference_steps=num_inference_steps,
-            forward_passes=forward_passes,
-            weights=weights,
+        decoded = self.autoencoder.decode_molecules(
+            latents, normalised=True, rules=task.rules, retries=task.retries, seed=task.seed, indices=indices
         )
+        for item in decoded:
+            if item.molecule is not None:
+                for name in task.properties:
+                    item.molecule.prop(name)  # cached on the Molecule, which carries its cache when pickled
+        return _Part(decoded, latents.cpu(), forward_passes, weights)
 
     def __call__(
         self,
@@ -265,6 +311,7 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         seed: int = 0,
         spec: DesignSpec | None = None,
         rules: RuleSet | None = None,
+        workers: int = 1,
     ) -> MoleculeSet:
         """Sample ``n`` molecules aimed at ``targets`` and return the valid, distinct ones as a MoleculeSet.
 
@@ -274,11 +321,13 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         only molecules satisfying the DesignSpec are returned. Without targets sampling is
         unconditional and ``guidance`` has no effect. ``rules`` is the validation rule set of
         :meth:`sample`; pass ``workbench.chem.DEFAULT_RULES`` to get the structural-alert warnings in
-        each report too (about 30x slower).
+        each report too (about 30x slower). ``workers`` > 1 uses that many processes (see :meth:`sample`);
+        the achieved properties are computed there too.
         """
         if spec is not None and not isinstance(spec, DesignSpec):
             raise TypeError(f"spec must be a workbench.chem.DesignSpec, got {type(spec).__name__}")
-        result = self.sample(n, targets, guidance, num_inference_steps, seed, rules)
+        names = tuple(targets or ())
+        result = self._sample(n, targets, guidance, num_inference_steps, seed, rules, DECODE_RETRIES, workers, names)
         out = MoleculeSet(name=f"diffusion seed={seed} targets={result.targets}")
         for i, item in enumerate(result.decoded):
             if item.molecule is None:
@@ -296,6 +345,63 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
                 continue
             out.add(molecule)
         return out
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What every part of one sampling run shares."""
+
+    condition: torch.Tensor
+    mask: torch.Tensor
+    guidance: GuidanceSchedule
+    num_inference_steps: int
+    seed: int
+    rules: RuleSet | None
+    retries: int
+    properties: tuple[str, ...]
+
+
+@dataclass
+class _Part:
+    decoded: list[DecodedMolecule]
+    latents: torch.Tensor
+    forward_passes: int
+    weights: list[float]
+
+
+_MIN_PART = 32  # fewer samples per process than this are not worth a fork
+
+
+def _split(n: int, workers: int) -> list[range]:
+    """Contiguous parts of ``range(n)``, one per worker (fewer when ``n`` is small, one without fork)."""
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        warnings.warn("workers > 1 needs the fork start method (Linux); sampling in one process", stacklevel=4)
+        workers = 1
+    k = max(1, min(workers, n // _MIN_PART))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+_FORKED: tuple[MoleculeDiffusionPipeline, _Task] | None = None  # what forked workers inherit
+
+
+def _forked_part(args: tuple[torch.Tensor, range]) -> _Part:
+    torch.set_num_threads(1)
+    assert _FORKED is not None
+    pipe, task = _FORKED
+    latents, indices = args
+    return pipe._run_part(task, latents, indices, None)
+
+
+def _run_forked(pipe: MoleculeDiffusionPipeline, task: _Task, parts: list[tuple[torch.Tensor, range]]) -> list[_Part]:
+    """Run the parts in forked processes that inherit the pipeline (no copy of the weights is sent)."""
+    global _FORKED
+    _FORKED = (pipe, task)
+    try:
+        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
+            return pool.map(_forked_part, parts, chunksize=1)
+    finally:
+        _FORKED = None
 
 
 def _make_scheduler(name: str, num_train_timesteps: int, **config: Any) -> SchedulerMixin:

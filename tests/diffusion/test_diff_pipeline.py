@@ -37,6 +37,27 @@ def test_sampling_is_deterministic_for_a_seed(tiny_pipeline: MoleculeDiffusionPi
     assert not torch.equal(a.latents, c.latents)
 
 
+def test_workers_give_the_same_molecules_as_one_process(tiny_pipeline: MoleculeDiffusionPipeline):
+    """Forked workers each denoise and decode a contiguous part; the result does not depend on how many."""
+    kwargs = {"n": 70, "targets": {"qed": 0.7, "mw": 300.0}, "num_inference_steps": 4, "seed": 5}
+    one = tiny_pipeline.sample(**kwargs)
+    two = tiny_pipeline.sample(workers=2, **kwargs)
+    assert torch.equal(one.latents, two.latents)
+    assert [d.smiles for d in one.decoded] == [d.smiles for d in two.decoded]
+    assert [d.attempts for d in one.decoded] == [d.attempts for d in two.decoded]  # retries are per sample
+    assert two.forward_passes == one.forward_passes and two.weights == one.weights
+    mols = tiny_pipeline(workers=2, **kwargs)
+    assert mols.smiles == tiny_pipeline(**kwargs).smiles
+    for mol in mols:  # achieved properties were computed in the workers and came back in the cache
+        assert {"qed", "mw"} <= set(mol._cache) and mol.meta["achieved"]["qed"] == mol.prop("qed")
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_workers_must_be_a_positive_integer(tiny_pipeline: MoleculeDiffusionPipeline, workers):
+    with pytest.raises(ValueError, match="workers must be"):
+        tiny_pipeline.sample(n=4, targets={"qed": 0.5}, num_inference_steps=2, workers=workers)
+
+
 def test_cfg_runs_cond_and_uncond_in_one_forward_per_step(tiny_pipeline: MoleculeDiffusionPipeline):
     batch_sizes: list[int] = []
     hook = tiny_pipeline.denoiser.register_forward_hook(lambda module, args, out: batch_sizes.append(len(args[0])))
