@@ -6,8 +6,10 @@
 ['CCO']
 
 SELFIES strings are split into tokens from a fixed alphabet (stored in the JSON config), padded to
-``max_len`` and ended with an end token. An MLP reads the embedded token sequence into a Gaussian
-posterior (``mu``, ``logvar``) of ``latent_dim`` dimensions. The decoder is one of two kinds
+``max_len`` and ended with an end token. The encoder reads the embedded token sequence into a Gaussian
+posterior (``mu``, ``logvar``) of ``latent_dim`` dimensions: an MLP over the whole padded sequence
+(``encoder_type="mlp"``) or a bidirectional GRU (``"gru"``), whose final states do not depend on where
+in the fixed-length window a ring or branch token sits. The decoder is one of two kinds
 (``decoder_type`` in the config):
 
 - ``"gru"`` (what ``make train-diffusion`` trains): an autoregressive GRU that starts from the
@@ -148,7 +150,7 @@ class DecodedMolecule:
 
 
 class SelfiesVAE(ModelMixin, ConfigMixin):
-    """SELFIES VAE: MLP encoder over the embedded token sequence, GRU or MLP decoder.
+    """SELFIES VAE: MLP or bidirectional-GRU encoder over the embedded tokens, GRU or MLP decoder.
 
     >>> vae = SelfiesVAE(tokens=["[C]", "[O]"], max_len=8, embed_dim=8, hidden_dim=16, latent_dim=4)
     >>> vae.encode_smiles(["CCO", "CO"]).shape
@@ -171,16 +173,23 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         latent_std: Sequence[float] | None = None,
         decoder_type: str = "mlp",
         gru_dim: int = 256,
+        encoder_type: str = "mlp",
     ):
         super().__init__()
         if decoder_type not in ("mlp", "gru"):
             raise ValueError(f"decoder_type must be 'mlp' or 'gru', got {decoder_type!r}")
+        if encoder_type not in ("mlp", "gru"):
+            raise ValueError(f"encoder_type must be 'mlp' or 'gru', got {encoder_type!r}")
         self.vocab = SelfiesVocabulary(tokens)
         n_tokens = len(self.vocab)
         self.embed = nn.Embedding(n_tokens, embed_dim, padding_idx=self.vocab.pad_id)
-        self.encoder = nn.Sequential(
-            nn.Linear(max_len * embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
-        )
+        if encoder_type == "gru":  # bidirectional GRU over the tokens; both final states -> MLP
+            self.encoder_gru = nn.GRU(embed_dim, gru_dim // 2, batch_first=True, bidirectional=True)
+            self.encoder = nn.Sequential(nn.Linear(gru_dim, hidden_dim), nn.SiLU())
+        else:
+            self.encoder = nn.Sequential(
+                nn.Linear(max_len * embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim), nn.SiLU()
+            )
         self.to_posterior = nn.Linear(hidden_dim, 2 * latent_dim)
         if decoder_type == "gru":
             self.latent_to_state = nn.Linear(latent_dim, gru_dim)
@@ -221,10 +230,19 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
     # ------------------------------------------------------------------ network
     def posterior(self, token_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mu``, ``logvar`` (batch, latent_dim) of token ids (batch, length <= max_len)."""
-        length = token_ids.shape[1]
-        if length < self.config.max_len:  # batches may be trimmed to their longest sequence
-            token_ids = F.pad(token_ids, (0, self.config.max_len - length), value=self.vocab.pad_id)
-        mu, logvar = self.to_posterior(self.encoder(self.embed(token_ids).flatten(1))).chunk(2, dim=-1)
+        if self.config.encoder_type == "gru":
+            lengths = (token_ids != self.vocab.pad_id).sum(1).clamp(min=1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(
+                self.embed(token_ids), lengths, batch_first=True, enforce_sorted=False
+            )
+            _, final = self.encoder_gru(packed)  # (2, batch, gru_dim // 2): forward and backward
+            features = self.encoder(torch.cat([final[0], final[1]], dim=-1))
+        else:
+            length = token_ids.shape[1]
+            if length < self.config.max_len:  # batches may be trimmed to their longest sequence
+                token_ids = F.pad(token_ids, (0, self.config.max_len - length), value=self.vocab.pad_id)
+            features = self.encoder(self.embed(token_ids).flatten(1))
+        mu, logvar = self.to_posterior(features).chunk(2, dim=-1)
         return mu, logvar.clamp(-12.0, 6.0)
 
     def logits(self, z: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:

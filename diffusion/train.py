@@ -68,6 +68,7 @@ class AutoencoderTrainingConfig:
     latent_dim: int = 32
     decoder_type: str = "gru"
     gru_dim: int = 256
+    encoder_type: str = "mlp"
     epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 256
@@ -180,10 +181,12 @@ class _ExponentialAverage:
         model.load_state_dict(self.shadow)
 
 
-def _check_recipe(folder: Path, recipe: dict[str, Any]) -> None:
+def _check_recipe(folder: Path, recipe: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+    """Refuse to resume ``folder`` with another recipe; a setting the saved recipe predates counts as its
+    ``defaults`` value (what the code did before the setting existed)."""
     path = folder / "training_config.json"
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = {**(defaults or {}), **json.loads(path.read_text())}
         if saved != recipe:
             raise CheckpointError(
                 folder, f"was trained with a different recipe {saved}; use another --out or delete the folder"
@@ -203,7 +206,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
     out = Path(out)
     if _is_finished(out):
         return SelfiesVAE.from_pretrained(out)
-    _check_recipe(out, dataclasses.asdict(cfg))
+    _check_recipe(out, dataclasses.asdict(cfg), dataclasses.asdict(AutoencoderTrainingConfig()))
     log = TrainingLog(out / "train_log.jsonl")
     smiles = load_corpus("moses-train", limit=cfg.n_train, seed=cfg.seed)
     selfies = [_selfies_or_none(s) for s in smiles]  # translated once: the slow step for a large sample
@@ -217,6 +220,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
         latent_dim=cfg.latent_dim,
         decoder_type=cfg.decoder_type,
         gru_dim=cfg.gru_dim,
+        encoder_type=cfg.encoder_type,
     )
     token_ids, kept = model.tokenize(smiles, selfies)
     lengths = (token_ids != model.vocab.pad_id).sum(1)

@@ -70,13 +70,31 @@ def test_greedy_decode_pads_after_the_end_token_and_never_ends_early(moses_sampl
             assert vae.vocab.pad_id not in row[:end]
 
 
-def test_gru_autoencoder_loss_falls(moses_sample: list[str]):
+@pytest.mark.parametrize("encoder_type", ["mlp", "gru"])
+def test_gru_autoencoder_loss_falls(moses_sample: list[str], encoder_type: str):
     torch.manual_seed(0)
     vocab = SelfiesVocabulary.from_smiles(moses_sample)
     vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=4,
-                     decoder_type="gru", gru_dim=32)  # fmt: skip
+                     decoder_type="gru", gru_dim=32, encoder_type=encoder_type)  # fmt: skip
     losses = _reconstruction_losses(vae, moses_sample[:64], lr=1e-2, steps=25, beta=0.05)
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_gru_encoder_ignores_padding(moses_sample: list[str]):
+    """The bidirectional encoder reads each molecule's own tokens: batch trimming and neighbours do not matter."""
+    torch.manual_seed(0)
+    vocab = SelfiesVocabulary.from_smiles(moses_sample[:200])
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=4,
+                     decoder_type="gru", gru_dim=16, encoder_type="gru").eval()  # fmt: skip
+    ids, _ = vae.tokenize(moses_sample[:6])
+    with torch.no_grad():
+        full, _ = vae.posterior(ids)
+        trimmed, _ = vae.posterior(ids[:, : int((ids != vae.vocab.pad_id).sum(1).max())])
+        alone = torch.cat([vae.posterior(ids[i : i + 1])[0] for i in range(len(ids))])
+    torch.testing.assert_close(full, trimmed)
+    torch.testing.assert_close(full, alone)
+    with pytest.raises(ValueError, match="encoder_type"):
+        SelfiesVAE(tokens=vocab.tokens[3:], encoder_type="lstm")
 
 
 def test_gru_greedy_decode_pads_after_the_end_token_and_is_teacher_forcing_consistent(moses_sample: list[str]):
