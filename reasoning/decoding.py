@@ -58,6 +58,7 @@ _BOND_ORDER = {"-": 1, "=": 2, "#": 3}
 _RING_LABELS = tuple("123456789")
 _MAX_OPEN_RINGS = 4
 _MAX_BRANCH_DEPTH = 6
+_COMPLETION_BUDGET = 40  # tokens (plus what is left of a scaffold template) a greedy completion may take
 _MASS = {symbol: Chem.GetPeriodicTable().GetAtomicWeight(symbol) for symbol in MAX_VALENCE}  # as RDKit's MolWt
 _H_MASS = Chem.GetPeriodicTable().GetAtomicWeight("H")
 _VALENCES = {"C": (4,), "N": (3,), "O": (2,), "P": (3, 5), "S": (2, 4, 6), "F": (1,), "Cl": (1,), "Br": (1,), "I": (1,)}
@@ -191,6 +192,9 @@ class SmilesGrammarState:
     tatoms: list[int] = field(default_factory=list)  # atom index of each template atom written
     free_depth: int | None = None  # branch depth of an inserted substituent branch (None: on the template)
     free_labels: set[str] = field(default_factory=set)  # ring labels opened inside that branch
+    # a completion known to work from this prefix: the last greedy completion found, minus the tokens of it
+    # written since (a prefix that follows its own completion stays completable without a new search)
+    tail: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def copy(self) -> SmilesGrammarState:
         return SmilesGrammarState(
@@ -216,6 +220,7 @@ class SmilesGrammarState:
             list(self.tatoms),
             self.free_depth,
             set(self.free_labels),
+            self.tail,
         )
 
     # ------------------------------------------------------------------ queries
@@ -320,7 +325,7 @@ class SmilesGrammarState:
 
     def completable(self) -> bool:
         """Whether the prefix can end here or has a greedy completion (the test every accepted token passes)."""
-        return self.can_end() or self.completion() is not None
+        return self.can_end() or self.tail is not None or self.completion() is not None
 
     def stalls_below_minimum(self) -> bool:
         """Whether the prefix is below the bounds' minimums with nowhere left to attach another atom."""
@@ -501,6 +506,8 @@ class SmilesGrammarState:
     # ------------------------------------------------------------------ transitions
     def push(self, token: str) -> None:
         """Apply a token (call :meth:`allows` first)."""
+        # greedy completion is deterministic: after its first token, the rest of it is the completion
+        self.tail = self.tail[1:] if self.tail and self.tail[0] == token else None
         on_template = self.template_left() > 0 and self.free_depth is None
         advance = on_template and token == self.template[self.tpos]
         was_open = token in self.open_rings
@@ -580,13 +587,15 @@ class SmilesGrammarState:
         self.n_linear += self._is_sp(a) + self._is_sp(b)
 
     # ------------------------------------------------------------------ completion
-    def completion(self, budget: int = 40) -> list[str] | None:
+    def completion(self, budget: int = _COMPLETION_BUDGET) -> list[str] | None:
         """A short token sequence that closes every ring and branch (and writes the rest of a scaffold
         template), or None if the greedy search finds none."""
-        budget += self.template_left()
+        limit = budget + self.template_left()
         for prefer_pop in (False, True):
-            result = self._greedy_completion(budget, prefer_pop)
+            result = self._greedy_completion(limit, prefer_pop)
             if result is not None:
+                if budget <= _COMPLETION_BUDGET:  # then it is also what the default budget finds
+                    self.tail = tuple(result)
                 return result
         return None
 
@@ -635,7 +644,11 @@ class GeneratedText:
 
 
 def _sample(probs: torch.Tensor, generator: torch.Generator) -> int:
-    return int(torch.multinomial(probs, 1, generator=generator))
+    """A token id drawn with probability ``probs[i] / probs.sum()``: ``argmax(probs / q)`` with ``q ~ Exp(1)``
+    (an exponential race). It is how ``torch.multinomial(probs, 1)`` samples, with the same draws from
+    ``generator`` and the same answer (tested), without its argument checks."""
+    q = torch.empty(probs.shape).exponential_(1, generator=generator)
+    return int((probs.numpy() / q.numpy()).argmax())
 
 
 def _filter_probs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
@@ -743,7 +756,7 @@ def generate(
     )[0]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_many(
     model: ReasoningLM,
     tokenizer: ReasoningTokenizer,
@@ -824,7 +837,9 @@ def generate_many(
     for _ in range(max_trace_tokens + max_smiles_tokens + 2):
         if all(done):
             break
-        free = _sample_rows(logits.float(), vocab, [in_smiles[row] for row in active], temperature, top_p, generator)
+        smiles_rows = [in_smiles[row] for row in active]
+        needed = [not done[row] and not (constrained and in_smiles[row]) for row in active]
+        free = _sample_rows(logits.float(), vocab, smiles_rows, needed, temperature, top_p, generator)
         next_ids = []
         to_sample: list[tuple[int, int]] = []  # (batch position, row) of constrained rows that sample a token
         for pos, row in enumerate(active):
@@ -891,25 +906,38 @@ def _sample_rows(
     logits: torch.Tensor,
     vocab: _Vocab,
     in_smiles: Sequence[bool],
+    needed: Sequence[bool],
     temperature: float,
     top_p: float,
     generator: torch.Generator,
-) -> list[int]:
-    """One unconstrained sample per row, all rows at once (special tokens banned inside the trace)."""
-    logits = logits.clone()
-    trace_rows = [i for i, s in enumerate(in_smiles) if not s]
+) -> list[int | None]:
+    """One unconstrained sample per row (special tokens banned inside the trace), for the ``needed`` rows
+    (None for the others). The random draws are those of sampling every row, so which rows are needed
+    does not change the samples."""
+    rows = [i for i, need in enumerate(needed) if need]
+    out: list[int | None] = [None] * len(needed)
+    if temperature > 0:
+        q = torch.empty(logits.shape).exponential_(1, generator=generator)  # the draws of every row
+    if not rows:
+        return out
+    logits = logits[rows]
+    trace_rows = [k for k, i in enumerate(rows) if not in_smiles[i]]
     if trace_rows:
-        rows = torch.tensor(trace_rows)
-        logits[rows.unsqueeze(1), torch.tensor(vocab.trace_banned).unsqueeze(0)] = float("-inf")
+        banned = torch.tensor(vocab.trace_banned).unsqueeze(0)
+        logits[torch.tensor(trace_rows).unsqueeze(1), banned] = float("-inf")
     if temperature <= 0:
-        return logits.argmax(dim=-1).tolist()
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
-        sorted_probs = sorted_probs * keep
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1).tolist()
+        picks = logits.argmax(dim=-1).tolist()
+    else:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
+            sorted_probs = sorted_probs * keep
+            probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+        picks = (probs.numpy() / q[rows].numpy()).argmax(axis=-1).tolist()  # each row's exponential race
+    for i, token in zip(rows, picks, strict=True):
+        out[i] = token
+    return out
 
 
 _SAMPLE = object()  # _forced_smiles_token's answer when the token has to be sampled
@@ -1000,6 +1028,7 @@ def _pick_smiles_token(
                 continue
             if trial.completable():
                 state.push(token)
+                state.tail = trial.tail  # the state is the trial now; keep the completion it found
                 return token
             probs[token_id] = 0.0
     # every allowed token leads to a dead end: finish with the greedy completion of the current prefix

@@ -99,10 +99,13 @@ def _rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor
 
 
 def _apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (batch, heads, time, head_dim); rotate pairs (even, odd)
+    # x: (..., time, head_dim), e.g. q and k stacked as (2, batch, heads, time, head_dim); rotate pairs
+    # (even, odd). The halves are written straight into the output (no stack), with the same arithmetic.
     x1, x2 = x[..., 0::2], x[..., 1::2]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return out.flatten(-2)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out
 
 
 class _Block(nn.Module):
@@ -128,8 +131,9 @@ class _Block(nn.Module):
         attn_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
+        qkv = self.qkv(self.norm1(x)).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = _apply_rope(qkv[:2], cos, sin)  # q and k rotated in one pass
+        v = qkv[2]
         if cache is not None:
             k, v = cache.append(layer, k, v)
         drop = self.dropout if self.training else 0.0

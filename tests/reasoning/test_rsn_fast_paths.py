@@ -20,6 +20,8 @@ from reasoning.decoding import (
     _forced_smiles_token,
     _next_smiles_token,
     _pick_smiles_token,
+    _sample,
+    _sample_rows,
     _vocab,
     scaffold_template,
 )
@@ -121,3 +123,80 @@ def test_batched_smiles_step_draws_the_same_tokens(tokenizer, temperature):
     assert [s.n_tokens for s in states] == [s.n_tokens for s in reference_states]
     assert torch.equal(fast_gen.get_state(), reference_gen.get_state())  # the same number of draws
     assert len(rows) > 150 and sum(fast[i] is not None for i in rows) > 60
+
+
+def test_a_remembered_completion_answers_completable_as_a_fresh_search():
+    """Prefixes that follow their own last completion skip the search; the answer is the search's."""
+    rng = random.Random(4)
+    settings = _settings()
+    shortcuts = 0
+    for walk in range(60):
+        state = SmilesGrammarState(**settings[walk % len(settings)])
+        for _ in range(45):
+            candidates = state.allowed_tokens()
+            if state.tail:  # follow the remembered completion now and then, as a sampled token may
+                candidates += [state.tail[0]] * 3
+            accepted = []
+            for token in candidates:
+                trial = state.copy()
+                trial.push(token)
+                fresh = trial.copy()
+                fresh.tail = None
+                shortcuts += trial.tail is not None and not trial.can_end()
+                expected = fresh.can_end() or fresh.completion() is not None
+                assert trial.completable() == expected, (state, token)
+                if expected:
+                    accepted.append((token, trial.tail))
+            if not accepted:
+                break
+            token, tail = rng.choice(accepted)
+            state.push(token)
+            state.tail = tail  # as decoding does: the state takes over what its trial found
+    assert shortcuts > 100
+
+
+def test_the_exponential_race_is_torch_multinomial():
+    ours, theirs = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    shapes = torch.Generator().manual_seed(7)
+    for _ in range(500):
+        probs = torch.softmax(3 * torch.randn(111, generator=shapes), dim=-1)
+        probs[torch.rand(111, generator=shapes) < 0.6] = 0.0
+        probs[3] += 1e-4
+        probs = probs / float(probs.sum())
+        assert _sample(probs, ours) == int(torch.multinomial(probs, 1, generator=theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+@pytest.mark.parametrize("temperature", [0.9, 0.0])
+def test_sampling_only_the_needed_rows_gives_their_samples_of_all_rows(tokenizer, temperature):
+    vocab = _vocab(tokenizer)
+    shapes = torch.Generator().manual_seed(8)
+    logits = 2 * torch.randn(24, len(tokenizer), generator=shapes)
+    in_smiles = (torch.rand(24, generator=shapes) < 0.5).tolist()
+    needed = (torch.rand(24, generator=shapes) < 0.6).tolist()
+    # the straightforward way: ban the trace rows' special tokens, top-p, torch.multinomial over every row
+    banned = logits.clone()
+    for i, smiles in enumerate(in_smiles):
+        if not smiles:
+            banned[i, vocab.trace_banned] = float("-inf")
+    theirs = torch.Generator().manual_seed(9)
+    if temperature > 0:
+        probs = torch.stack([_filter_probs(row, temperature, 0.95) for row in banned])
+        expected = torch.multinomial(probs, 1, generator=theirs).squeeze(1).tolist()
+    else:
+        expected = banned.argmax(dim=-1).tolist()
+    ours = torch.Generator().manual_seed(9)
+    got = _sample_rows(logits, vocab, in_smiles, needed, temperature, 0.95, ours)
+    assert got == [token if need else None for token, need in zip(expected, needed, strict=True)]
+    assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_rotary_embedding_of_q_and_k_together_is_the_stacked_formula():
+    from reasoning.model import _apply_rope, _rope_tables
+
+    cos, sin = _rope_tables(16, 40, 10000.0)
+    qk = torch.randn(2, 3, 4, 40, 16)
+    x1, x2 = qk[..., 0::2], qk[..., 1::2]
+    expected = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+    assert torch.equal(_apply_rope(qk, cos, sin), expected)
+    assert torch.equal(_apply_rope(qk[0], cos, sin), expected[0])
