@@ -321,7 +321,9 @@ class SmilesGrammarState:
         b = self.bounds
         if b is None:
             return True
-        return len(self.element) >= b.min_atoms and self.n_closed >= b.min_rings and self.mass() >= b.min_mass
+        if len(self.element) < b.min_atoms or self.n_closed < b.min_rings:
+            return False
+        return b.min_mass <= 0 or self.mass() >= b.min_mass  # (the mass is never negative)
 
     def completable(self) -> bool:
         """Whether the prefix can end here or has a greedy completion (the test every accepted token passes)."""
@@ -872,11 +874,11 @@ def generate_many(
                 continue
             next_ids.append(_record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done))
         if to_sample:  # one masked top-p distribution per row, computed together, then sampled row by row
-            rows_probs, allowed = _constrained_probs(
+            rows_probs, allowed, finite = _constrained_probs(
                 logits[[pos for pos, _ in to_sample]], vocab, [states[row] for _, row in to_sample], temperature, top_p
             )
-            for (pos, row), probs, ids in zip(to_sample, rows_probs, allowed, strict=True):
-                token = _pick_smiles_token(probs, len(ids), vocab, states[row], forced_queue[row], generator)
+            for (pos, row), probs, ids, ok in zip(to_sample, rows_probs, allowed, finite, strict=True):
+                token = _pick_smiles_token(probs, len(ids), vocab, states[row], forced_queue[row], generator, ok)
                 next_ids[pos] = _record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done)
         if all(done) or cache.length + 1 > model.config.max_len:
             break
@@ -982,9 +984,10 @@ def _constrained_probs(
     states: Sequence[SmilesGrammarState],
     temperature: float,
     top_p: float,
-) -> tuple[list[torch.Tensor], list[list[int]]]:
+) -> tuple[list[torch.Tensor], list[list[int]], list[bool]]:
     """For each row, the masked top-p distribution :func:`_next_smiles_token` samples from (the same
-    numbers), and the allowed grammar token ids; all rows' softmax and top-p run in one batch."""
+    numbers), the allowed grammar token ids, and whether the distribution is known to be finite; all
+    rows' softmax and top-p run in one batch."""
     ids = vocab.grammar_ids
     allowed = [[ids[t] for t in state.allowed_tokens() if t in ids] for state in states]
     mask = torch.full(logits.shape, float("-inf"))
@@ -994,11 +997,11 @@ def _constrained_probs(
             mask[i, vocab.tokenizer.smiles_end_id] = 0.0
     masked = logits.float() + mask
     probs = _filter_probs_rows(masked, temperature, top_p)
-    usable = torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)
-    rows = list(probs.unbind(0))
-    for i in (~usable).nonzero().flatten().tolist():  # top-p removed every allowed token
+    usable = (torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)).tolist()
+    rows = [row.clone() for row in probs.unbind(0)]
+    for i in [i for i, ok in enumerate(usable) if not ok]:  # top-p removed every allowed token
         rows[i] = _filter_probs(masked[i], max(temperature, 1e-3), 1.0)
-    return [r.clone() for r in rows], allowed
+    return rows, allowed, usable
 
 
 def _pick_smiles_token(
@@ -1008,11 +1011,13 @@ def _pick_smiles_token(
     state: SmilesGrammarState,
     forced_queue: list[str],
     generator: torch.Generator,
+    finite: bool = False,
 ) -> str | None:
     """Sample from ``probs`` (the masked distribution; changed in place) until a token keeps the prefix
-    completable and above the spec's minimums; push it on ``state``. None is ``</smiles>``."""
+    completable and above the spec's minimums; push it on ``state``. None is ``</smiles>``. ``finite``
+    says the caller has checked that every entry of ``probs`` is finite."""
     tokenizer = vocab.tokenizer
-    if torch.isfinite(probs).all():  # zeroing rejected tokens below keeps it finite
+    if finite or torch.isfinite(probs).all():  # zeroing rejected tokens below keeps it finite
         for _ in range(n_allowed + 1):
             total = float(probs.sum())
             if total <= 0:

@@ -144,9 +144,10 @@ class _Block(nn.Module):
                 raise ValueError("multi-token steps with a non-empty cache need an explicit attention mask")
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
-        x = x + F.dropout(self.proj(y.transpose(1, 2).reshape(b, t, d)), drop, self.training)
+        h = self.proj(y.transpose(1, 2).reshape(b, t, d))
+        x = x + (F.dropout(h, drop, True) if drop else h)
         h = self.ff_out(F.gelu(self.ff_in(self.norm2(x))))
-        return x + F.dropout(h, drop, self.training)
+        return x + (F.dropout(h, drop, True) if drop else h)
 
 
 class ReasoningLM(nn.Module):

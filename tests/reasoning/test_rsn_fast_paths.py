@@ -114,9 +114,9 @@ def test_batched_smiles_step_draws_the_same_tokens(tokenizer, temperature):
     queues: list[list[str]] = [[] for _ in states]
     fast = [_forced_smiles_token(s, q, limit) for s, q in zip(states, queues, strict=True)]
     rows = [i for i, token in enumerate(fast) if token is _SAMPLE]
-    probs, allowed = _constrained_probs(logits[rows], vocab, [states[i] for i in rows], temperature, 0.95)
-    for i, p, ids in zip(rows, probs, allowed, strict=True):
-        fast[i] = _pick_smiles_token(p, len(ids), vocab, states[i], queues[i], fast_gen)
+    probs, allowed, finite = _constrained_probs(logits[rows], vocab, [states[i] for i in rows], temperature, 0.95)
+    for i, p, ids, ok in zip(rows, probs, allowed, finite, strict=True):
+        fast[i] = _pick_smiles_token(p, len(ids), vocab, states[i], queues[i], fast_gen, ok)
     assert fast == reference
     assert queues == reference_queues
     assert [s.element for s in states] == [s.element for s in reference_states]
