@@ -78,9 +78,30 @@ class KVCache:
         return self._k[layer][:, :, : start + t], self._v[layer][:, :, : start + t]
 
     def select(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (e.g. after dropping finished sequences, or to repeat a prompt)."""
+        """Keep only the given batch rows (e.g. after dropping finished sequences, or to repeat a prompt).
+
+        Rows kept in their order (strictly increasing indices) are moved up in place, so dropping rows
+        copies only the rows after the first one dropped and allocates nothing.
+        """
+        index = rows.tolist()
+        if index and all(a < b for a, b in zip(index, index[1:], strict=False)) and index[0] >= 0:
+            first = next((i for i, row in enumerate(index) if row != i), len(index))
+            moved = rows[first:]
+            self._k = [self._compact(k, moved, first, n) for k, n in zip(self._k, self._length, strict=True)]
+            self._v = [self._compact(v, moved, first, n) for v, n in zip(self._v, self._length, strict=True)]
+            return
         self._k = [self._rows(k, rows, n) for k, n in zip(self._k, self._length, strict=True)]
         self._v = [self._rows(v, rows, n) for v, n in zip(self._v, self._length, strict=True)]
+
+    @staticmethod
+    def _compact(buffer: torch.Tensor | None, moved: torch.Tensor, first: int, length: int) -> torch.Tensor | None:
+        # rows [first:] take the kept rows after them (the gather reads before the write); the first
+        # rows are kept where they are, and the buffer becomes a view of the kept rows
+        if buffer is None:
+            return None
+        if len(moved):
+            buffer[first : first + len(moved), :, :length] = buffer[moved, :, :length]
+        return buffer[: first + len(moved)]
 
     @staticmethod
     def _rows(buffer: torch.Tensor | None, rows: torch.Tensor, length: int) -> torch.Tensor | None:

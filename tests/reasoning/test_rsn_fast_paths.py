@@ -200,3 +200,27 @@ def test_rotary_embedding_of_q_and_k_together_is_the_stacked_formula():
     expected = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
     assert torch.equal(_apply_rope(qk, cos, sin), expected)
     assert torch.equal(_apply_rope(qk[0], cos, sin), expected[0])
+
+
+@pytest.mark.parametrize("rows", [[0, 2, 3], [1, 4], [0, 1, 2, 3, 4], [3], [2, 0, 4], [1, 1, 3]])
+def test_kv_cache_drops_rows_in_place_as_a_copy_would(tiny_model, rows):
+    """Increasing rows are compacted in place, any other choice is copied; the next steps agree exactly."""
+    from reasoning.model import KVCache
+
+    gen = torch.Generator().manual_seed(10)
+    vocab = tiny_model.config.vocab_size
+    ids = torch.randint(0, vocab, (5, 6), generator=gen)
+    steps = [torch.randint(0, vocab, (len(rows), 1), generator=gen) for _ in range(3)]
+    with torch.inference_mode():
+        cache = KVCache(tiny_model.config.n_layers)
+        tiny_model(ids, cache=cache)
+        cache.select(torch.tensor(rows))
+        stepped = [tiny_model(step, cache=cache)[:, -1] for step in steps]
+        copied = KVCache(tiny_model.config.n_layers)
+        tiny_model(ids, cache=copied)
+        index, n = torch.tensor(rows), copied.length
+        copied._k = [KVCache._rows(k, index, n) for k in copied._k]  # the copying path, for every choice
+        copied._v = [KVCache._rows(v, index, n) for v in copied._v]
+        expected = [tiny_model(step, cache=copied)[:, -1] for step in steps]
+    for got, want in zip(stepped, expected, strict=True):
+        assert torch.equal(got, want)
