@@ -990,11 +990,15 @@ def _constrained_probs(
     rows' softmax and top-p run in one batch."""
     ids = vocab.grammar_ids
     allowed = [[ids[t] for t in state.allowed_tokens() if t in ids] for state in states]
+    width, end = logits.shape[-1], vocab.tokenizer.smiles_end_id
+    open_ids = [i * width + t for i, row_ids in enumerate(allowed) for t in row_ids]  # flat (row, token)
+    open_ids += [
+        i * width + end
+        for i, (s, row_ids) in enumerate(zip(states, allowed, strict=True))
+        if _end_allowed(s, bool(row_ids))
+    ]
     mask = torch.full(logits.shape, float("-inf"))
-    for i, (state, row_ids) in enumerate(zip(states, allowed, strict=True)):
-        mask[i, row_ids] = 0.0
-        if _end_allowed(state, bool(row_ids)):
-            mask[i, vocab.tokenizer.smiles_end_id] = 0.0
+    mask.view(-1)[open_ids] = 0.0
     masked = logits.float() + mask
     probs = _filter_probs_rows(masked, temperature, top_p)
     usable = (torch.isfinite(probs).all(dim=-1) & (probs.sum(dim=-1) > 0)).tolist()
