@@ -782,6 +782,10 @@ def generate_many(
     forced start of the trace (fed in one forward pass with the prompt and counted in the trace), and
     ``bounds`` each prompt's :class:`SmilesBounds` (or None).
     Returns one list per prompt.
+
+    Each step masks and top-p filters the distributions of all constrained rows together, then samples
+    them row by row; the tokens and random draws are those of :func:`_next_smiles_token` applied to
+    one row at a time.
     """
     model.eval()
     vocab = _vocab(tokenizer)
