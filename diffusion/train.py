@@ -83,7 +83,13 @@ class AutoencoderTrainingConfig:
 
 @dataclass
 class DenoiserTrainingConfig:
-    """The denoiser recipe (saved as ``training_config.json``)."""
+    """The denoiser recipe (saved as ``training_config.json``).
+
+    ``labels`` says whose properties condition each training latent: ``"decoded"`` (the molecule the
+    autoencoder decodes the latent to, which is what sampling returns) or ``"source"`` (the MOSES molecule
+    that was encoded). The autoencoder's round trip changes molecules (rings lost or opened), so source
+    labels teach the denoiser targets that its decodes do not have.
+    """
 
     n_train: int = 60_000
     n_heldout: int = 2_000
@@ -101,6 +107,7 @@ class DenoiserTrainingConfig:
     ema_decay: float = 0.999
     log_every: int = 100
     save_every: int = 1000
+    labels: str = "decoded"
 
 
 class TrainingLog:
@@ -345,7 +352,7 @@ def compute_training_properties(
     """
     out = Path(out)
     smiles_path, props_path = out / "training_smiles.json", out / "training_properties.safetensors"
-    _check_recipe(out, dataclasses.asdict(cfg))
+    _check_recipe(out, dataclasses.asdict(cfg), {"labels": "source"})
     n = cfg.n_train + cfg.n_heldout
     shared = Path(cache) / f"moses-train-n{n}-seed{cfg.seed + 1}" if cache is not None else None
     if not props_path.exists() and shared is not None and all((shared / f).exists() for f in _PROPERTY_FILES):
@@ -391,7 +398,23 @@ def _encode_training_set(
     with torch.no_grad():
         mus = torch.cat([vae.posterior(token_ids[i : i + 1024])[0] for i in range(0, len(kept), 1024)])
     log.write(event="encoded", n=len(kept), n_skipped=len(smiles) - len(kept))
-    tensors = {"latents": vae.normalise(mus).contiguous(), "properties": props[kept].contiguous()}
+    latents, props = vae.normalise(mus), props[kept]
+    if cfg.labels == "decoded":
+        started = time.time()
+        decoded = vae.decode_molecules(latents, normalised=True)  # greedy, as sampling decodes
+        mols = [d.molecule.graph if d.molecule is not None else None for d in decoded]
+        source = props
+        props = torch.from_numpy(property_matrix(mols)).float()  # NaN rows (failed decodes) train unconditionally
+        shift = np.nanmean((props - source).abs().numpy(), 0) / np.nanstd(source.numpy(), 0)
+        log.write(
+            event="decoded_labels",
+            n_failed=sum(m is None for m in mols),
+            label_shift_in_std={name: round(float(v), 3) for name, v in zip(CONDITION_PROPERTIES, shift, strict=True)},
+            seconds=round(time.time() - started, 1),
+        )
+    elif cfg.labels != "source":
+        raise ValueError(f"labels must be 'decoded' or 'source', got {cfg.labels!r}")
+    tensors = {"latents": latents.contiguous(), "properties": props.contiguous()}
     save_file(tensors, cache)
     return tensors
 
@@ -408,7 +431,7 @@ def train_denoiser(
     out = Path(out)
     if _is_finished(out):
         return LatentDenoiser.from_pretrained(out)
-    _check_recipe(out, dataclasses.asdict(cfg))
+    _check_recipe(out, dataclasses.asdict(cfg), {"labels": "source"})  # recipes before the setting: source labels
     log = TrainingLog(out / "train_log.jsonl")
     data = _encode_training_set(vae, out, cfg, log, property_cache)
     latents, props = data["latents"], data["properties"]
@@ -485,7 +508,7 @@ def train_denoiser(
         noise = torch.randn(held_x.shape, generator=g)
         a = alphas_cumprod[t].unsqueeze(1)
         noisy = a.sqrt() * held_x + (1 - a).sqrt() * noise
-        full = torch.ones_like(held_c, dtype=torch.bool)
+        full = torch.isfinite(held_c)  # every property a row has (a failed decode has none)
         cond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, full).sample, noise)
         uncond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, ~full).sample, noise)
     log.write(event="heldout", cond_mse=round(float(cond_loss), 5), uncond_mse=round(float(uncond_loss), 5))
@@ -530,8 +553,9 @@ def save_pipeline(out: Path, vae: SelfiesVAE, denoiser: LatentDenoiser) -> None:
     cache = out / "denoiser" / "latents.safetensors"
     if cache.exists():
         data = load_file(cache)
-        held_x = data["latents"][-cfg.n_heldout :]
-        held_c = denoiser.normalise_properties(data["properties"][-cfg.n_heldout :])
+        held_x, held_p = data["latents"][-cfg.n_heldout :], data["properties"][-cfg.n_heldout :]
+        labelled = torch.isfinite(held_p).all(1)  # a failed decode has no properties to condition on
+        held_x, held_c = held_x[labelled], denoiser.normalise_properties(held_p[labelled])
         denoiser.eval()
         result = calibrate_lambda(denoiser, held_x, held_c, plot_path=out / "calibration.png")
         (out / "calibration.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from safetensors.torch import load_file
 
 from diffusion.autoencoder import SelfiesVAE, SelfiesVocabulary
 from diffusion.denoiser import CONDITION_PROPERTIES, LatentDenoiser, property_matrix
@@ -206,6 +208,12 @@ def test_stages_write_checkpoints_logs_and_skip_when_finished(tmp_path):
     assert denoiser.config.property_min[0] <= denoiser.config.property_max[0]
     log = [json.loads(line) for line in (tmp_path / "denoiser" / "train_log.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "heldout" for r in log)
+    # the conditioning labels are the properties of what each training latent decodes to
+    assert any(r.get("event") == "decoded_labels" for r in log)
+    data = load_file(tmp_path / "denoiser" / "latents.safetensors")
+    decoded = vae.decode_molecules(data["latents"][:6], normalised=True)
+    expected = property_matrix([d.molecule.graph if d.molecule is not None else None for d in decoded])
+    np.testing.assert_allclose(data["properties"][:6].numpy(), expected, rtol=1e-5, equal_nan=True)
 
     changed = AutoencoderTrainingConfig(**{**ae_cfg.__dict__, "hidden_dim": 64})
     (tmp_path / "other").mkdir()
