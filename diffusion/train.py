@@ -510,7 +510,7 @@ def train_denoiser(
         noisy = a.sqrt() * held_x + (1 - a).sqrt() * noise
         full = torch.isfinite(held_c)  # every property a row has (a failed decode has none)
         cond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, full).sample, noise)
-        uncond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, ~full).sample, noise)
+        uncond_loss = torch.nn.functional.mse_loss(model(noisy, t, held_c, torch.zeros_like(full)).sample, noise)
     log.write(event="heldout", cond_mse=round(float(cond_loss), 5), uncond_mse=round(float(uncond_loss), 5))
     model.save_pretrained(out)
     shutil.rmtree(out / "resume", ignore_errors=True)
