@@ -20,6 +20,7 @@ Three kernels for the linear layers (``kernel=``), measured in ``benchmarks/quan
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -131,6 +132,19 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         model.load_packed_state(state, Path(folder))
         model.quantization = quant
         return model.to(dtype).eval()
+
+    def with_activations(self, activations: str) -> QuantizedPotential:
+        """A twin sharing these packed weights (no copy) with another activation mode (``"int8"``/``"float"``)."""
+        if activations not in ACTIVATIONS:
+            raise QuantizationError(f"activations {activations!r}", f"unknown; choose one of {', '.join(ACTIVATIONS)}")
+        twin = copy.copy(self)  # shallow: parameters, buffers and the dequantized-weight cache are shared
+        twin.activations = activations
+        return twin
+
+    def smooth_twin(self) -> QuantizedPotential:
+        """This model with float activations when it rounds them: a smooth energy whose forces are its exact
+        gradient (what a local minimiser needs); ``self`` when it is smooth already."""
+        return self if self.activations == "float" else self.with_activations("float")
 
     def _apply(self, fn, recurse=True):  # dtype/device moves invalidate the dequantized-weight cache
         self._cache = {}

@@ -93,3 +93,47 @@ def test_compiled_quantized_path_equals_eager(folder, ethanol):
             assert compiled.compiled
             assert abs(float(e_comp) - float(e_eager)) < 1e-6 * max(1.0, abs(float(e_eager)))
             np.testing.assert_allclose(f_comp.numpy(), f_eager.numpy(), atol=1e-6)
+
+
+def test_smooth_twin_shares_the_packed_weights(folder, ethanol):
+    numbers, positions = ethanol
+    qp = QuantizedPotential.from_pretrained(folder, torch.float64)
+    twin = qp.smooth_twin()
+    assert twin is not qp and twin.activations == "float" and qp.activations == "int8"
+    assert twin.smooth_twin() is twin
+    assert all(a is b for a, b in zip(twin.parameters(), qp.parameters(), strict=True))  # shared, not copied
+    reference = QuantizedPotential.from_pretrained(folder, torch.float64, activations="float")
+    x = torch.as_tensor(positions)
+    e_twin, f_twin = twin.energy_and_forces(torch.as_tensor(numbers), x)
+    e_ref, f_ref = reference.energy_and_forces(torch.as_tensor(numbers), x)
+    assert torch.equal(e_twin, e_ref) and torch.equal(f_twin, f_ref)
+    with pytest.raises(QuantizationError, match="int8, float"):
+        qp.with_activations("int4")
+
+
+def test_md_minimises_a_quantized_model_on_its_smooth_twin(ethanol):
+    """L-BFGS on the rounded W4A8 energy gives up early; minimising the smooth twin reaches the tolerance."""
+    import openmm
+
+    from simulation import md
+    from simulation.openmm import create_system, load_potential
+
+    numbers, positions = ethanol
+    start = (numbers, positions + np.random.default_rng(2).normal(0, 0.05, positions.shape))
+    qp = load_potential("ethanol-w4a8")  # the shipped, trained checkpoint
+    smooth = qp.smooth_twin()
+
+    def rms_force(x) -> float:  # kJ/mol/nm, OpenMM's units for the minimiser's tolerance
+        _, forces = smooth.energy_and_forces(torch.as_tensor(numbers), torch.as_tensor(np.asarray(x)))
+        return float(forces.pow(2).mean().sqrt()) * 96.485 * 10.0
+
+    minimised = md.run(start, qp, steps=0).positions[0]
+    assert rms_force(minimised) < 10.0  # OpenMM's default tolerance, on the RMS force
+    assert np.linalg.norm(minimised[0] - minimised[1]) < 1.7  # still a molecule (C-C bond)
+
+    system, _, x = create_system(start, qp)  # the same minimiser on the rounded energy directly
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(x)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+    direct = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(openmm.unit.angstrom)
+    assert rms_force(direct) > 2 * rms_force(minimised)

@@ -84,6 +84,7 @@ class SimulateStage(_Strict):
     ps: float = Field(1.0, gt=0)
     timestep_fs: float = Field(0.5, gt=0)
     temperature: float = Field(300.0, gt=0)
+    minimise_iterations: int = Field(500, ge=1)  # L-BFGS iterations before the dynamics (OpenMM's maxIterations)
 
 
 class ScoreStage(_Strict):

@@ -42,6 +42,7 @@ def simulate_candidate(m3d: Molecule, settings: Any, seed: int = 0) -> dict[str,
         timestep_fs=settings.timestep_fs,
         steps=steps,
         report_every=max(1, steps // 50) if steps else 1,
+        minimise_iterations=settings.minimise_iterations,
         seed=seed,
     )
     heavy = traj.numbers > 1
