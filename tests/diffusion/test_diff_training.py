@@ -201,7 +201,15 @@ def test_stages_write_checkpoints_logs_and_skip_when_finished(tmp_path):
     assert torch.equal(reloaded.to_logits.weight, vae.to_logits.weight)
 
     dn_cfg = DenoiserTrainingConfig(
-        n_train=200, n_heldout=20, hidden_dim=32, n_blocks=1, epochs=2, batch_size=100, log_every=1, save_every=2
+        n_train=200,
+        n_heldout=20,
+        hidden_dim=32,
+        n_blocks=1,
+        epochs=2,
+        batch_size=100,
+        log_every=1,
+        save_every=2,
+        labels="decoded",
     )
     denoiser = train_denoiser(tmp_path / "denoiser", vae, dn_cfg)
     assert len(denoiser.config.property_mean) == len(CONDITION_PROPERTIES)
