@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -272,8 +273,10 @@ class MoleculeDiffusionPipeline(DiffusionPipeline):
         # cond and uncond rows in one batch: [x; x] with masks [targets; nothing]
         batched_condition = torch.cat([condition, condition])
         batched_mask = torch.cat([mask, torch.zeros_like(mask)])
-        if generator is None:  # a part in a worker: its own stream for stochastic schedulers (DDPM)
-            generator = torch.Generator().manual_seed(task.seed * 1_000_003 + indices.start + 1)
+        if generator is None:  # a part in a worker: its own stream for stochastic schedulers (DDPM), kept apart
+            # from the per-sample decode-retry streams (seeded seed * 1_000_003 + index in decode_molecules)
+            state = np.random.SeedSequence([task.seed, _PART_STREAM, indices.start]).generate_state(1, np.uint64)[0]
+            generator = torch.Generator().manual_seed(int(state))
         takes_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if takes_generator else {}
         num_train_timesteps = self.scheduler.config.num_train_timesteps
@@ -370,6 +373,7 @@ class _Part:
 
 
 _MIN_PART = 32  # fewer samples per process than this are not worth a fork
+_PART_STREAM = 1  # tag of the scheduler-noise streams of forked parts
 
 
 def _split(n: int, workers: int) -> list[range]:

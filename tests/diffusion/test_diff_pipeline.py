@@ -52,6 +52,13 @@ def test_workers_give_the_same_molecules_as_one_process(tiny_pipeline: MoleculeD
         assert {"qed", "mw"} <= set(mol._cache) and mol.meta["achieved"]["qed"] == mol.prop("qed")
 
 
+def test_stochastic_scheduler_with_workers_is_deterministic_for_a_seed(tiny_pipeline: MoleculeDiffusionPipeline):
+    tiny_pipeline.use_scheduler("ddpm")
+    kwargs = {"n": 70, "targets": {"qed": 0.7}, "num_inference_steps": 4, "workers": 2}
+    a, b = tiny_pipeline.sample(seed=5, **kwargs), tiny_pipeline.sample(seed=5, **kwargs)
+    assert torch.equal(a.latents, b.latents)
+
+
 @pytest.mark.parametrize("workers", [0, -1, 1.5, True])
 def test_workers_must_be_a_positive_integer(tiny_pipeline: MoleculeDiffusionPipeline, workers):
     with pytest.raises(ValueError, match="workers must be"):
