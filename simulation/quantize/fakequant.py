@@ -47,6 +47,10 @@ class QuantSpec:
     def __post_init__(self) -> None:
         check_bits(self.weight_bits, "weight")
         check_bits(self.activation_bits, "activation")
+        if self.vector not in VECTOR_METHODS:
+            raise QuantizationError(
+                f"vector method {self.vector!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}"
+            )
         self.int8_layers = tuple(self.int8_layers)
         known = {"embedding", *linear_names(16)}
         for entry in self.int8_layers:
@@ -62,10 +66,6 @@ class QuantSpec:
             if name == entry or name.endswith("." + entry) or name.startswith(entry + "."):
                 return max(8, self.weight_bits)
         return self.weight_bits
-        if self.vector not in VECTOR_METHODS:
-            raise QuantizationError(
-                f"vector method {self.vector!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}"
-            )
 
     @property
     def name(self) -> str:

@@ -102,6 +102,9 @@ def fit(
     energy_weight: float = 10.0,
     force_weight: float = 1.0,
     schedule: QATSchedule | None = None,
+    teacher: torch.nn.Module | None = None,
+    distill_fraction: float = 0.5,
+    jitter: float = 0.03,
     seed: int = 0,
     log: Path | None = None,
     log_every: int = 25,
@@ -110,9 +113,21 @@ def fit(
 
     The run ends after ``max_minutes`` of wall clock or ``max_steps`` steps (whichever is set; both: first).
     For a :class:`GAQPotential`, ``schedule`` sets the branch bit widths from the run's progress.
+
+    With a ``teacher`` (the float model), each batch is part data, part distillation: a ``distill_fraction``
+    of its frames has every atom displaced by Gaussian noise of ``jitter`` Angstrom, and those frames are
+    labelled with the teacher's energy and forces instead of the reference ones. The student thus sees new
+    configurations around the training set every step, and learns the float model's function there.
     """
     if not (max_minutes or max_steps):
         raise ValueError("give max_minutes or max_steps")
+    if teacher is not None:
+        if not 0.0 < distill_fraction <= 1.0 or jitter < 0.0:
+            raise ValueError(f"distillation needs 0 < distill_fraction <= 1 and jitter >= 0, got {distill_fraction}, {jitter}")
+        teacher = teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    noise = torch.Generator().manual_seed(seed * 7_919 + 17)
     quantizer_params = [p for n, p in model.named_parameters() if n.endswith(".step") or n == "step"]
     ids = {id(p) for p in quantizer_params}
     groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr": lr, "base": lr}]
@@ -144,12 +159,15 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = min_lr + 0.5 * (group["base"] - min_lr) * (1.0 + math.cos(math.pi * frac))
             dtype = next(model.parameters()).dtype
-            neighbours = neighbour_list(b.positions, model.config.cutoff, b.batch)
+            positions, ref_energy, ref_forces = b.positions.to(dtype), b.energy.to(dtype), b.forces.to(dtype)
+            if teacher is not None:
+                positions, ref_energy, ref_forces = _distilled(teacher, b, dtype, distill_fraction, jitter, noise)
+            neighbours = neighbour_list(positions, model.config.cutoff, b.batch)
             energy, forces = model.energy_and_forces(
-                b.numbers, b.positions.to(dtype), b.batch, n_graphs=b.n_graphs, create_graph=True, neighbours=neighbours
+                b.numbers, positions, b.batch, n_graphs=b.n_graphs, create_graph=True, neighbours=neighbours
             )
-            de = (energy - b.energy.to(dtype)) / b.n_atoms.to(dtype)
-            loss = energy_weight * (de * de).mean() + force_weight * ((forces - b.forces.to(dtype)) ** 2).mean()
+            de = (energy - ref_energy) / b.n_atoms.to(dtype)
+            loss = energy_weight * (de * de).mean() + force_weight * ((forces - ref_forces) ** 2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 10.0)
@@ -179,6 +197,26 @@ def fit(
         "first_loss": float(np.mean(losses[:log_every])) if losses else None,
         "last_loss": float(np.mean(losses[-log_every:])) if losses else None,
     }
+
+
+def _distilled(
+    teacher: torch.nn.Module, b, dtype: torch.dtype, fraction: float, jitter: float, noise: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions and energy/force targets of batch ``b`` with a ``fraction`` of its frames jittered and
+    labelled by ``teacher`` (at least one frame when the fraction is positive)."""
+    n = b.n_graphs
+    k = max(1, int(round(fraction * n)))
+    chosen = torch.zeros(n, dtype=torch.bool)
+    chosen[torch.randperm(n, generator=noise)[:k]] = True
+    atoms = chosen[b.batch]
+    positions = b.positions.to(dtype) + jitter * torch.randn(b.positions.shape, generator=noise).to(dtype) * atoms[
+        :, None
+    ].to(dtype)
+    neighbours = neighbour_list(positions, teacher.config.cutoff, b.batch)
+    t_energy, t_forces = teacher.energy_and_forces(b.numbers, positions, b.batch, n_graphs=n, neighbours=neighbours)
+    energy = torch.where(chosen, t_energy.detach().to(dtype), b.energy.to(dtype))
+    forces = torch.where(atoms[:, None], t_forces.detach().to(dtype), b.forces.to(dtype))
+    return positions.detach(), energy, forces
 
 
 def retarget_attention(model: EquivariantPotential, attention: str) -> EquivariantPotential:
@@ -241,6 +279,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--step-lr", type=float, default=1e-5, help="learning rate of the LSQ steps")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of each batch's frames jittered and labelled by the float model (0: data only)",
+    )
+    parser.add_argument("--jitter", type=float, default=0.03, help="Angstrom; Gaussian displacement of distilled frames")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -293,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         step_lr=args.step_lr,
         batch_size=args.batch_size,
         seed=args.seed,
+        teacher=EquivariantPotential.from_pretrained(args.float_ckpt) if args.distill > 0 else None,
+        distill_fraction=args.distill or 0.5,
+        jitter=args.jitter,
     )
     save_packed(fq, out, extra={"float_checkpoint": args.float_ckpt, "dataset": Path(args.dataset).name, "qat": result})
     return result

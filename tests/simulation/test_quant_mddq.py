@@ -71,6 +71,11 @@ def test_unsupported_bit_width_lists_the_supported_ones():
         ScalarQuantizer(bits=5)
 
 
+def test_unknown_vector_method_is_refused_when_the_spec_is_made():
+    with pytest.raises(QuantizationError, match="vector method 'polar'.*mddq, mddq-global"):
+        QuantSpec(4, 8, vector="polar")
+
+
 def test_quantizing_without_calibration_data_is_refused(small_model):
     with pytest.raises(QuantizationError, match="calibration"):
         quantize(small_model, QuantSpec(4, 8), None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -101,3 +103,43 @@ def test_qat_lowers_the_loss_on_a_tiny_model(small_model, ethanol):
     assert summary["last_loss"] < summary["first_loss"]
     assert all(q.bits == 4 for q in fq.weight_q.values())  # the schedule ends at the target widths
     assert all(q.enabled for q in fq.quantizers("vector"))
+
+
+def test_distilled_frames_take_the_teacher_labels_at_jittered_positions(small_model, ethanol):
+    from simulation.quantize.qat import _distilled
+    from simulation.train import batches
+
+    teacher = copy.deepcopy(small_model).float()
+    b = next(batches(_toy_set(ethanol), 8))
+    noise = torch.Generator().manual_seed(0)
+    positions, energy, forces = _distilled(teacher, b, torch.float32, 0.5, 0.05, noise)
+    moved = (positions - b.positions).abs().amax(1) > 0  # (atoms,)
+    frames = torch.zeros(b.n_graphs, dtype=torch.bool).index_put_((b.batch[moved],), torch.tensor(True))
+    assert int(frames.sum()) == 4  # half of the 8 frames, every atom of a chosen frame displaced
+    assert bool((moved == frames[b.batch]).all())
+    t_energy, t_forces = teacher.energy_and_forces(b.numbers, positions, b.batch, n_graphs=b.n_graphs)
+    torch.testing.assert_close(energy[frames], t_energy[frames].detach())
+    torch.testing.assert_close(forces[moved], t_forces[moved].detach())
+    torch.testing.assert_close(energy[~frames], b.energy[~frames].float())  # the rest keep the reference labels
+    torch.testing.assert_close(forces[~moved], b.forces[~moved])
+
+
+def test_distillation_brings_the_quantized_model_towards_its_teacher(small_model, ethanol):
+    from simulation.train import batches
+
+    torch.manual_seed(0)
+    teacher = copy.deepcopy(small_model).float()
+    data = _toy_set(ethanol)
+    fq = quantize(teacher, QuantSpec(4, 8, "mddq"), data)
+    b = next(batches(data, 16))
+
+    def gap() -> float:
+        _, f_t = teacher.energy_and_forces(b.numbers, b.positions, b.batch, n_graphs=b.n_graphs)
+        _, f_s = fq.energy_and_forces(b.numbers, b.positions, b.batch, n_graphs=b.n_graphs)
+        return float((f_s - f_t).abs().mean())
+
+    before = gap()
+    summary = fit(fq, data, max_steps=30, lr=3e-3, step_lr=1e-4, batch_size=8, teacher=teacher, distill_fraction=1.0)
+    assert summary["steps"] == 30
+    assert gap() < before
+    assert all(not p.requires_grad for p in teacher.parameters())  # the teacher is not trained
