@@ -166,7 +166,7 @@ def sample_specs(
         start = time.time()
         bounds = [SmilesBounds.from_spec(spec) if args.spec_bounds else None for _, spec in group]
         batches = reasoner.generate_many(
-            prompts, k, seed=args.seed + first, elements=elements, constrained=True, bounds=bounds
+            prompts, k, seed=args.seed + first, elements=elements, constrained=True, bounds=bounds, workers=args.workers
         )
         judged_groups = [
             [_judge(spec, s.smiles) for s in samples] for (_, spec), samples in zip(group, batches, strict=True)
@@ -184,6 +184,7 @@ def sample_specs(
                 seed=args.seed + first,
                 elements=[elements[i] for i in plain_group],
                 constrained=False,
+                workers=args.workers,
             )
             for i, samples in zip(plain_group, plain_batches, strict=True):
                 counts["unconstrained"][0] += sum(_judge(group[i][1], s.smiles)[1] for s in samples)
@@ -341,6 +342,7 @@ def run(args: argparse.Namespace) -> dict:
         "checkpoint": str(Path(args.checkpoint or default_checkpoint())),
         "parameters": reasoner.model.num_parameters(),
         "threads": args.threads,
+        "workers": args.workers,
         "temperature": args.temperature,
         "top_p": args.top_p,
         "ground_restate": reasoner.ground_restate,
@@ -404,6 +406,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="processes each batch of specs is decoded in")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plain-specs", type=int, default=None, help="run plain decoding on ~this many specs")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop sampling after this long")

@@ -45,13 +45,23 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from rdkit import Chem
 
 from reasoning.model import KVCache, ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 
-__all__ = ["MAX_VALENCE", "SmilesBounds", "SmilesGrammarState", "GeneratedText", "generate", "generate_many"]
+__all__ = [
+    "MAX_VALENCE",
+    "SmilesBounds",
+    "SmilesGrammarState",
+    "GeneratedText",
+    "generate",
+    "generate_many",
+    "prompt_width",
+    "prompt_stream",
+]
 
 MAX_VALENCE: dict[str, int] = {"C": 4, "N": 3, "O": 2, "P": 5, "S": 6, "F": 1, "Cl": 1, "Br": 1, "I": 1}
 _BOND_ORDER = {"-": 1, "=": 2, "#": 3}
@@ -711,6 +721,45 @@ def _vocab(tokenizer: ReasoningTokenizer) -> _Vocab:
     return _VOCAB_CACHE[key]
 
 
+def prompt_stream(seed: int, index: int) -> torch.Generator:
+    """The random stream prompt ``index`` of a batch samples from, for ``seed``: ``manual_seed(seed)`` for
+    the first prompt (what a single prompt has always sampled from), and for the others a stream derived
+    from ``(seed, index)`` with a SeedSequence, so nearby seeds and indices give unrelated streams.
+
+    >>> a, b = prompt_stream(7, 0), prompt_stream(7, 1)
+    >>> torch.equal(a.get_state(), torch.Generator().manual_seed(7).get_state())
+    True
+    >>> bool(torch.rand(1, generator=a) != torch.rand(1, generator=b))
+    True
+    """
+    if index == 0:
+        return torch.Generator().manual_seed(int(seed))
+    state = np.random.SeedSequence([int(seed) % 2**64, int(index)]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def _encode_prompts(
+    tokenizer: ReasoningTokenizer, prompts: Sequence[str], trace_prefixes: Sequence[str] | None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Each prompt's trace-prefix ids, and its ids as fed to the model (BOS, prompt, trace prefix)."""
+    prefixes = list(trace_prefixes) if trace_prefixes is not None else [""] * len(prompts)
+    if len(prefixes) != len(prompts):
+        raise ValueError(f"{len(prefixes)} trace prefixes for {len(prompts)} prompts")
+    if not prompts:
+        raise ValueError("no prompts given")
+    prefix_ids = [tokenizer.encode(t) if t else [] for t in prefixes]
+    encoded = [tokenizer.encode(p, bos=True) + extra for p, extra in zip(prompts, prefix_ids, strict=True)]
+    return prefix_ids, encoded
+
+
+def prompt_width(
+    tokenizer: ReasoningTokenizer, prompts: Sequence[str], trace_prefixes: Sequence[str] | None = None
+) -> int:
+    """Tokens of the longest prompt (with BOS and its trace prefix): the width a batch of ``prompts`` is
+    padded to by :func:`generate_many`."""
+    return max(len(ids) for ids in _encode_prompts(tokenizer, prompts, trace_prefixes)[1])
+
+
 def generate(
     model: ReasoningLM,
     tokenizer: ReasoningTokenizer,
@@ -774,28 +823,38 @@ def generate_many(
     seed: int = 0,
     trace_prefixes: Sequence[str] | None = None,
     bounds: Sequence[SmilesBounds | None] | None = None,
+    width: int | None = None,
+    first_prompt: int = 0,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
-    padding is masked out of attention; rotary positions make the shift harmless).
+    padding is masked out of attention; rotary positions make the shift harmless in exact arithmetic).
 
     ``elements`` gives each prompt's allowed elements (or None). ``trace_prefixes`` gives each prompt's
     forced start of the trace (fed in one forward pass with the prompt and counted in the trace), and
     ``bounds`` each prompt's :class:`SmilesBounds` (or None).
     Returns one list per prompt.
 
+    Every prompt samples from its own random stream, :func:`prompt_stream` of ``(seed, index)``, and
+    draws from it as if it were decoded alone, so its completions do not depend on which other prompts
+    share the batch (a single prompt samples as it always has). They do depend on the batch's ``width``
+    (:func:`prompt_width` of all the prompts, by default): the padding shifts the rotary positions (a
+    rounding-level change in the logits) and the longest prompt sets the length limits. To decode a
+    contiguous part of a larger batch exactly as the whole batch would, pass the whole batch's ``width``
+    and the index of the part's first prompt as ``first_prompt``.
+
     Each step masks and top-p filters the distributions of all constrained rows together, then samples
     them row by row; the tokens and random draws are those of :func:`_next_smiles_token` applied to
-    one row at a time.
+    one row at a time with its prompt's stream.
     """
     model.eval()
     vocab = _vocab(tokenizer)
-    generator = torch.Generator().manual_seed(int(seed))
-    prefixes = list(trace_prefixes) if trace_prefixes is not None else [""] * len(prompts)
-    if len(prefixes) != len(prompts):
-        raise ValueError(f"{len(prefixes)} trace prefixes for {len(prompts)} prompts")
-    prefix_ids = [tokenizer.encode(t) if t else [] for t in prefixes]
-    encoded = [tokenizer.encode(p, bos=True) + extra for p, extra in zip(prompts, prefix_ids, strict=True)]
-    width = max(len(ids) for ids in encoded)
+    prefix_ids, encoded = _encode_prompts(tokenizer, prompts, trace_prefixes)
+    longest = max(len(ids) for ids in encoded)
+    if width is None:
+        width = longest
+    elif width < longest:
+        raise ValueError(f"width {width} is narrower than the longest prompt ({longest} tokens)")
+    generators = [prompt_stream(seed, first_prompt + i) for i in range(len(prompts))]
     budget = model.config.max_len - width - 2
     if budget < 8:
         raise ValueError(f"prompt of {width} tokens leaves no room in max_len {model.config.max_len}")
@@ -840,12 +899,19 @@ def generate_many(
     forced_queue: list[list[str]] = [[] for _ in range(n)]
 
     active = list(range(n))  # the rows still in the batch, in batch order
+    # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
+    # it were decoded alone (the batch drops finished rows on its own schedule, which other prompts move)
+    drawing = [list(range(i * n_prompt_rows, (i + 1) * n_prompt_rows)) for i in range(n_prompts)]
     for _ in range(max_trace_tokens + max_smiles_tokens + 2):
         if all(done):
             break
         smiles_rows = [in_smiles[row] for row in active]
         needed = [not done[row] and not (constrained and in_smiles[row]) for row in active]
-        free = _sample_rows(logits.float(), vocab, smiles_rows, needed, temperature, top_p, generator)
+        draws = None
+        if temperature > 0:
+            needed_rows = [row for row, need in zip(active, needed, strict=True) if need]
+            draws = _stream_draws(generators, drawing, done, needed_rows, logits.shape[-1])
+        free = _sample_rows(logits.float(), vocab, smiles_rows, needed, temperature, top_p, None, draws)
         next_ids = []
         to_sample: list[tuple[int, int]] = []  # (batch position, row) of constrained rows that sample a token
         for pos, row in enumerate(active):
@@ -882,12 +948,14 @@ def generate_many(
                 logits[[pos for pos, _ in to_sample]], vocab, [states[row] for _, row in to_sample], temperature, top_p
             )
             for (pos, row), probs, ids, ok in zip(to_sample, rows_probs, allowed, finite, strict=True):
+                generator = generators[row // n_prompt_rows]
                 token = _pick_smiles_token(probs, len(ids), vocab, states[row], forced_queue[row], generator, ok)
                 next_ids[pos] = _record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done)
         if all(done) or cache.length + 1 > model.config.max_len:
             break
         keep = [pos for pos, row in enumerate(active) if not done[row]]
-        if len(active) - len(keep) >= max(4, len(active) // 8):  # drop finished rows (copying the cache once)
+        drawing = [_drop_finished(rows, done) for rows in drawing]
+        if _worth_dropping(len(active), len(active) - len(keep)):  # drop finished rows (copying the cache once)
             index = torch.tensor(keep)
             cache.select(index)
             key_valid = key_valid[index]
@@ -915,15 +983,20 @@ def _sample_rows(
     needed: Sequence[bool],
     temperature: float,
     top_p: float,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
+    draws: torch.Tensor | None = None,
 ) -> list[int | None]:
     """One unconstrained sample per row (special tokens banned inside the trace), for the ``needed`` rows
-    (None for the others). The random draws are those of sampling every row, so which rows are needed
-    does not change the samples."""
+    (None for the others). ``draws`` are the exponential draws of the needed rows, in order (one row of
+    ``logits``' width each); without them the draws of every row are taken from ``generator``, so which
+    rows are needed does not change the samples."""
     rows = [i for i, need in enumerate(needed) if need]
     out: list[int | None] = [None] * len(needed)
     if temperature > 0:
-        q = torch.empty(logits.shape).exponential_(1, generator=generator)  # the draws of every row
+        if draws is None:
+            draws = torch.empty(logits.shape).exponential_(1, generator=generator)[rows]  # the draws of every row
+        elif draws.shape != (len(rows), logits.shape[-1]):
+            raise ValueError(f"draws of shape {tuple(draws.shape)} for {len(rows)} needed rows")
     if not rows:
         return out
     logits = logits[rows]
@@ -940,10 +1013,42 @@ def _sample_rows(
             keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < top_p
             sorted_probs = sorted_probs * keep
             probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-        picks = (probs.numpy() / q[rows].numpy()).argmax(axis=-1).tolist()  # each row's exponential race
+        picks = (probs.numpy() / draws.numpy()).argmax(axis=-1).tolist()  # each row's exponential race
     for i, token in zip(rows, picks, strict=True):
         out[i] = token
     return out
+
+
+def _worth_dropping(n_rows: int, n_finished: int) -> bool:
+    """Whether enough of a batch's rows have finished to drop them (one copy of the cache)."""
+    return n_finished >= max(4, n_rows // 8)
+
+
+def _drop_finished(rows: list[int], done: Sequence[bool]) -> list[int]:
+    """``rows`` without the finished ones when a batch of them would drop them now, else ``rows``."""
+    keep = [row for row in rows if not done[row]]
+    return keep if _worth_dropping(len(rows), len(rows) - len(keep)) else rows
+
+
+def _stream_draws(
+    generators: Sequence[torch.Generator],
+    drawing: Sequence[list[int]],
+    done: Sequence[bool],
+    needed_rows: Sequence[int],
+    width: int,
+) -> torch.Tensor:
+    """The exponential draws ``(len(needed_rows), width)`` of one step: every prompt with a row still going
+    draws one row of noise for each of its ``drawing`` rows from its own stream (as the whole batch of a
+    prompt decoded alone does), and each needed row takes its own."""
+    blocks, where = [], {}
+    for rows, generator in zip(drawing, generators, strict=True):
+        if rows and not all(done[row] for row in rows):
+            offset = len(where)
+            where.update((row, offset + k) for k, row in enumerate(rows))
+            blocks.append(torch.empty(len(rows), width).exponential_(1, generator=generator))
+    if not blocks:
+        return torch.empty(0, width)
+    return torch.cat(blocks)[[where[row] for row in needed_rows]]
 
 
 _SAMPLE = object()  # _forced_smiles_token's answer when the token has to be sampled

@@ -7,10 +7,17 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from reasoning.backends import torch_threads
-from reasoning.decoding import GeneratedText, SmilesBounds, generate, generate_many
+from reasoning.decoding import GeneratedText, SmilesBounds, generate, generate_many, prompt_width
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 from reasoning.traces import restate_prefix
@@ -29,7 +36,8 @@ class CompactReasoner:
 
     ``temperature``/``top_p`` tie-break among the tokens the constraints allow. ``threads`` is the number
     of torch threads used while generating (one is fastest for a model this small; the previous setting
-    is restored afterwards; ``None`` leaves torch's setting alone).
+    is restored afterwards; ``None`` leaves torch's setting alone). ``workers`` is the default number of
+    processes :meth:`generate_many` decodes in (see there).
 
     With ``ground_restate`` (the default) the first reasoning step, the restatement of the constraints,
     is written from the prompt's spec instead of sampled: it is a copy by definition, so the trace
@@ -49,7 +57,9 @@ class CompactReasoner:
         max_smiles_tokens: int = 80,
         threads: int | None = 1,
         ground_restate: bool = True,
+        workers: int = 1,
     ):
+        _check_workers(workers)
         if len(tokenizer) != model.config.vocab_size:
             raise CheckpointError(
                 "tokenizer.json", f"{len(tokenizer)} tokens but the model expects {model.config.vocab_size}"
@@ -62,6 +72,7 @@ class CompactReasoner:
         self.max_smiles_tokens = max_smiles_tokens
         self.threads = threads
         self.ground_restate = ground_restate
+        self.workers = workers
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, **options) -> CompactReasoner:
@@ -126,21 +137,121 @@ class CompactReasoner:
         elements: list[list[str] | None] | None = None,
         constrained: bool = True,
         bounds: list[SmilesBounds | None] | None = None,
+        workers: int | None = None,
     ) -> list[list[GeneratedText]]:
-        """``n`` samples for each of several prompts in one batch (faster than one call per prompt)."""
-        with torch_threads(self.threads):
-            return generate_many(
-                self.model,
-                self.tokenizer,
-                prompts,
-                n,
-                constrained=constrained,
-                elements=elements,
-                temperature=self.temperature,
-                top_p=self.top_p,
-                max_trace_tokens=self.max_trace_tokens,
-                max_smiles_tokens=self.max_smiles_tokens,
-                seed=seed,
-                trace_prefixes=[self._prefix(p) for p in prompts],
-                bounds=bounds,
-            )
+        """``n`` samples for each of several prompts in one batch (faster than one call per prompt).
+
+        ``workers`` (default: the reasoner's) > 1 splits the prompts into that many contiguous parts,
+        each decoded in its own forked process with one torch thread (Linux; the processes inherit the
+        model, nothing is copied to them): decoding is mostly single-threaded Python, so this is how one
+        batch uses several cores. Every prompt samples from its own stream of ``seed`` and its place in
+        the batch, and each part is padded as the whole batch, so the samples are the same for any
+        ``workers``. A batch of fewer prompts than ``workers`` uses one process per prompt (a single
+        prompt decodes in this process, as :meth:`generate` does); where fork is missing, everything
+        runs in this process (with a warning). An error in a worker is raised here.
+        """
+        workers = self.workers if workers is None else workers
+        _check_workers(workers)
+        n_prompts = len(prompts)
+        elements = list(elements) if elements is not None else [None] * n_prompts
+        bounds = list(bounds) if bounds is not None else [None] * n_prompts
+        for name, values in (("elements", elements), ("bounds", bounds)):
+            if len(values) != n_prompts:
+                raise ValueError(f"{len(values)} {name} entries for {n_prompts} prompts; give one per prompt")
+        prefixes = [self._prefix(p) for p in prompts]
+        parts = _split(n_prompts, workers)
+        if len(parts) == 1:
+            task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, None)
+            with torch_threads(self.threads):
+                return self._decode_part(task, parts[0])
+        width = prompt_width(self.tokenizer, prompts, prefixes)  # every part is padded as the whole batch
+        task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, width)
+        chunks = _run_forked(self, task, parts)
+        return [samples for chunk in chunks for samples in chunk]
+
+    def _decode_part(self, task: _Task, part: range) -> list[list[GeneratedText]]:
+        """Decode the prompts ``part`` of ``task`` (all of them, or one part of a split batch)."""
+        return generate_many(
+            self.model,
+            self.tokenizer,
+            task.prompts[part.start : part.stop],
+            task.n,
+            constrained=task.constrained,
+            elements=task.elements[part.start : part.stop],
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_trace_tokens=self.max_trace_tokens,
+            max_smiles_tokens=self.max_smiles_tokens,
+            seed=task.seed,
+            trace_prefixes=task.prefixes[part.start : part.stop],
+            bounds=task.bounds[part.start : part.stop],
+            width=task.width,
+            first_prompt=part.start,
+        )
+
+
+def _check_workers(workers: object) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers <= 0:
+        raise ValueError(f"workers must be a positive integer number of processes, got {workers!r}")
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One generate_many call, as every part of it sees it."""
+
+    prompts: list[str]
+    n: int
+    seed: int
+    elements: list[list[str] | None]
+    constrained: bool
+    bounds: list[SmilesBounds | None]
+    prefixes: list[str]
+    width: int | None  # the whole batch's padded width when it is split (None: the part's own)
+
+
+def _split(n_prompts: int, workers: int) -> list[range]:
+    """Contiguous parts of ``range(n_prompts)``, one per worker (at most one per prompt; one without fork)."""
+    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
+        warnings.warn("workers > 1 needs the fork start method (Linux); decoding in one process", stacklevel=3)
+        workers = 1
+    k = max(1, min(workers, n_prompts))
+    bounds = [round(i * n_prompts / k) for i in range(k + 1)]
+    return [range(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+_FORKED: tuple[CompactReasoner, _Task] | None = None  # what forked workers inherit
+
+
+def _forked_part(part: range) -> list[list[GeneratedText]]:
+    torch.set_num_threads(1)
+    assert _FORKED is not None
+    reasoner, task = _FORKED
+    return reasoner._decode_part(task, part)
+
+
+def _run_forked(reasoner: CompactReasoner, task: _Task, parts: list[range]) -> list[list[list[GeneratedText]]]:
+    """Decode the parts in forked processes that inherit the reasoner (no copy of the weights is sent).
+
+    A worker's exception is raised again here (with the worker's traceback chained, and a note naming
+    its prompts); a worker that dies without one raises RuntimeError instead of waiting forever.
+    """
+    global _FORKED
+    _FORKED = (reasoner, task)
+    try:
+        with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_forked_part, part) for part in parts]
+            chunks = []
+            for part, future in zip(parts, futures, strict=True):
+                try:
+                    chunks.append(future.result())
+                except BrokenProcessPool as exc:  # a worker ended without an answer: every part is lost
+                    raise RuntimeError(
+                        "a decoding worker process died (killed, or out of memory?); "
+                        "run with workers=1 to decode in this process"
+                    ) from exc
+                except Exception as exc:
+                    exc.add_note(f"raised in the decoding worker for prompts {part.start}..{part.stop - 1}")
+                    raise
+            return chunks
+    finally:
+        _FORKED = None
