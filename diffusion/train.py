@@ -68,6 +68,8 @@ class AutoencoderTrainingConfig:
     latent_dim: int = 32
     decoder_type: str = "gru"
     gru_dim: int = 256
+    # "gru" reconstructs better (exact 0.50 vs 0.26 on MOSES test) but, with the denoiser retrained on its
+    # latents, targeted worse (best guided error 1.55 vs 1.32 MOSES-test std; guidance no longer helped)
     encoder_type: str = "mlp"
     epochs: int = 5
     max_steps: int | None = None
@@ -483,7 +485,7 @@ def train_denoiser(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         ema.update(model, step)
-        running.append(float(loss))
+        running.append(float(loss.detach()))
         step += 1
         if step % cfg.log_every == 0 or step == total_steps:
             log.write(
