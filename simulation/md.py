@@ -27,7 +27,7 @@ from simulation.model import EquivariantPotential
 from simulation.openmm import EV_TO_KJ_PER_MOL, create_system, load_potential, to_structure
 from workbench.errors import SimulationError
 
-__all__ = ["Trajectory", "run", "PROTOCOLS"]
+__all__ = ["Trajectory", "run", "steps_for", "PROTOCOLS"]
 
 PROTOCOLS = ("NVT", "NVE")
 _KB_EV = 8.617333262e-5  # eV/K
@@ -370,6 +370,19 @@ def _integrator(protocol: str, temperature: float, timestep_fs: float, friction_
         integrator.setRandomNumberSeed(seed)
         return integrator
     return openmm.VerletIntegrator(timestep_fs * unit.femtosecond)
+
+
+def steps_for(ps: float, timestep_fs: float) -> int:
+    """The number of ``timestep_fs`` steps in ``ps`` picoseconds (rounded); bad values raise ``ValueError``.
+
+    >>> steps_for(10.0, 0.5)
+    20000
+    """
+    if not timestep_fs > 0.0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}; 0.5 fs is a safe choice")
+    if not ps >= 0.0:
+        raise ValueError(f"ps (simulated time) must be >= 0 picoseconds, got {ps}")
+    return int(round(ps * 1000.0 / timestep_fs))
 
 
 def run(

@@ -33,6 +33,13 @@ def test_simulate_unknown_potential_is_a_clear_error():
         wb.simulate("CCO", potential="no-such-potential", ps=0.01)
 
 
+def test_simulate_rejects_a_negative_length_or_timestep_before_any_work():
+    with pytest.raises(ValueError, match="ps .*>= 0"):
+        wb.simulate("CCO", potential="workbench-ethanol", ps=-1.0)
+    with pytest.raises(ValueError, match="timestep_fs must be positive"):
+        wb.simulate("CCO", potential="workbench-ethanol", ps=1.0, timestep_fs=0.0)
+
+
 def test_propose_unknown_method():
     with pytest.raises(ValueError, match="reasoning.*diffusion"):
         wb.propose({"require": ["C(=O)N"]}, method="quantum")

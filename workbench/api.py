@@ -104,16 +104,18 @@ def simulate(
     timestep_fs: float = 0.5,
     seed: int = 0,
     report_every: int = 20,
+    minimise_iterations: int = 500,
     out_dir: str | None = None,
 ):
-    """Embed (if needed), minimise and run MD with a named potential in OpenMM; returns the Trajectory."""
+    """Embed (if needed), minimise (at most ``minimise_iterations`` L-BFGS steps) and run ``ps`` picoseconds
+    of MD with a named potential in OpenMM; returns the Trajectory."""
     from simulation import md
 
+    steps = md.steps_for(ps, timestep_fs)
     if not isinstance(mol, Molecule):
         mol = Molecule(mol)
     if not mol.has_3d:
         mol = conformers.embed(mol, seed=seed)
-    steps = int(round(ps * 1000.0 / timestep_fs))
     return md.run(
         mol.to_rdkit(),
         potential=potential,
@@ -122,6 +124,7 @@ def simulate(
         timestep_fs=timestep_fs,
         steps=steps,
         report_every=report_every,
+        minimise_iterations=minimise_iterations,
         seed=seed,
         out_dir=out_dir,
     )

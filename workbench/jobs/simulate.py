@@ -33,7 +33,7 @@ def simulate_candidate(m3d: Molecule, settings: Any, seed: int = 0) -> dict[str,
     """Minimise then run ``settings.ps`` of dynamics; return scalar observables."""
     from simulation import md
 
-    steps = 0 if settings.protocol == "minimize" else int(round(settings.ps * 1000.0 / settings.timestep_fs))
+    steps = 0 if settings.protocol == "minimize" else md.steps_for(settings.ps, settings.timestep_fs)
     traj = md.run(
         m3d.to_rdkit(),
         potential=settings.potential,
