@@ -836,9 +836,9 @@ def generate_many(
 
     Every prompt samples from its own random stream, :func:`prompt_stream` of ``(seed, index)``, and
     draws from it as if it were decoded alone, so its completions do not depend on which other prompts
-    share the batch (a single prompt samples as it always has). They do depend on the batch's ``width``
-    (:func:`prompt_width` of all the prompts, by default): the padding shifts the rotary positions (a
-    rounding-level change in the logits) and the longest prompt sets the length limits. To decode a
+    share the batch (a single prompt samples as it always has), and its length limits come from its own
+    length. They depend on the batch's ``width`` (:func:`prompt_width` of all the prompts, by default)
+    only at rounding level: the padding shifts the rotary positions. To decode a
     contiguous part of a larger batch exactly as the whole batch would, pass the whole batch's ``width``
     and the index of the part's first prompt as ``first_prompt``.
 
@@ -855,22 +855,28 @@ def generate_many(
     elif width < longest:
         raise ValueError(f"width {width} is narrower than the longest prompt ({longest} tokens)")
     generators = [prompt_stream(seed, first_prompt + i) for i in range(len(prompts))]
-    budget = model.config.max_len - width - 2
-    if budget < 8:
-        raise ValueError(f"prompt of {width} tokens leaves no room in max_len {model.config.max_len}")
-    max_smiles_tokens = min(max_smiles_tokens, budget // 2)
-    max_trace_tokens = min(max_trace_tokens, budget - max_smiles_tokens - 2)
+    # Each prompt's length limits come from its own length, as if it were decoded alone: the left padding
+    # of a shorter prompt takes cache positions, not room from its completion (rotary attention sees only
+    # relative positions, so the cache may run past max_len by the padding).
+    trace_limits, smiles_limits = [], []
+    for prompt_ids in encoded:
+        budget = model.config.max_len - len(prompt_ids) - 2
+        if budget < 8:
+            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room in max_len {model.config.max_len}")
+        smiles_limits.append(min(max_smiles_tokens, budget // 2))
+        trace_limits.append(min(max_trace_tokens, budget - smiles_limits[-1] - 2))
+    capacity = model.config.max_len + width - min(len(ids) for ids in encoded)
     elements = list(elements) if elements is not None else [None] * len(prompts)
     n_prompts = len(prompts)
     rows_of_prompt = torch.arange(n_prompts).repeat_interleave(n)
 
     ids = torch.full((n_prompts, width), tokenizer.pad_id, dtype=torch.long)
-    key_valid = torch.zeros((n_prompts, model.config.max_len), dtype=torch.bool)
+    key_valid = torch.zeros((n_prompts, capacity), dtype=torch.bool)
     for i, prompt_ids in enumerate(encoded):
         ids[i, width - len(prompt_ids) :] = torch.tensor(prompt_ids)
         key_valid[i, width - len(prompt_ids) :] = True  # positions after the prompt are always real
     padded = any(len(p) < width for p in encoded)
-    cache = KVCache(model.config.n_layers)
+    cache = KVCache(model.config.n_layers, capacity)
     mask = None
     if padded:
         causal = torch.ones(width, width, dtype=torch.bool).tril()
@@ -902,7 +908,7 @@ def generate_many(
     # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
     # it were decoded alone (the batch drops finished rows on its own schedule, which other prompts move)
     drawing = [list(range(i * n_prompt_rows, (i + 1) * n_prompt_rows)) for i in range(n_prompts)]
-    for _ in range(max_trace_tokens + max_smiles_tokens + 2):
+    for _ in range(max(t + m for t, m in zip(trace_limits, smiles_limits, strict=True)) + 2):
         if all(done):
             break
         smiles_rows = [in_smiles[row] for row in active]
@@ -920,7 +926,7 @@ def generate_many(
                 continue
             if not in_smiles[row]:
                 written = len(trace_ids[row]) - len(prefix_ids[row // n_prompt_rows])
-                token_id = free[pos] if written < max_trace_tokens else tokenizer.smiles_start_id
+                token_id = free[pos] if written < trace_limits[row // n_prompt_rows] else tokenizer.smiles_start_id
                 next_ids.append(token_id)
                 if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
@@ -934,10 +940,10 @@ def generate_many(
                     done[row] = True
                     continue
                 smiles_tokens[row].append(tokenizer.tokens[token_id])
-                if len(smiles_tokens[row]) >= max_smiles_tokens:
+                if len(smiles_tokens[row]) >= smiles_limits[row // n_prompt_rows]:
                     done[row] = True
                 continue
-            token = _forced_smiles_token(states[row], forced_queue[row], max_smiles_tokens)
+            token = _forced_smiles_token(states[row], forced_queue[row], smiles_limits[row // n_prompt_rows])
             if token is _SAMPLE:
                 to_sample.append((pos, row))
                 next_ids.append(tokenizer.pad_id)  # filled in below
@@ -951,7 +957,7 @@ def generate_many(
                 generator = generators[row // n_prompt_rows]
                 token = _pick_smiles_token(probs, len(ids), vocab, states[row], forced_queue[row], generator, ok)
                 next_ids[pos] = _record_smiles_token(token, row, tokenizer, smiles_tokens, forced_queue, forced, done)
-        if all(done) or cache.length + 1 > model.config.max_len:
+        if all(done) or cache.length + 1 > capacity:
             break
         keep = [pos for pos, row in enumerate(active) if not done[row]]
         drawing = [_drop_finished(rows, done) for rows in drawing]

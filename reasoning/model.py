@@ -223,8 +223,13 @@ class ReasoningLM(nn.Module):
         if cache is not None and cache.capacity is None:
             cache.capacity = self.config.max_len
         t = ids.shape[1]
-        if start + t > self.config.max_len:
+        # a cache made with more room (left-padded batches: padding takes positions) may go past max_len
+        limit = max(self.config.max_len, cache.capacity) if cache is not None else self.config.max_len
+        if start + t > limit:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_len {self.config.max_len}")
+        if start + t > self.rope_cos.shape[0]:
+            cos, sin = _rope_tables(self.config.d_model // self.config.n_heads, limit, self.config.rope_base)
+            self.rope_cos, self.rope_sin = cos.to(self.rope_cos), sin.to(self.rope_sin)
         cos = self.rope_cos[start : start + t]
         sin = self.rope_sin[start : start + t]
         x = self.embed(ids)

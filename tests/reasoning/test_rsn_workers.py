@@ -120,3 +120,22 @@ def test_a_worker_that_dies_raises_instead_of_hanging(tiny_model, tokenizer):
     reasoner = _DyingReasoner(tiny_model, tokenizer, max_trace_tokens=4, max_smiles_tokens=20)
     with pytest.raises(RuntimeError, match="worker process died"):
         reasoner.generate_many(["<spec> </spec>", "<spec> rings 1 to 2 </spec>"], 1, workers=2)
+
+
+def test_a_short_prompt_keeps_its_own_length_limits_beside_a_long_one(tokenizer):
+    """The left padding of a short prompt in a wide batch takes cache positions, not room from its trace."""
+    import torch
+
+    from reasoning.model import ReasoningConfig, ReasoningLM
+
+    torch.manual_seed(0)
+    model = ReasoningLM(ReasoningConfig(vocab_size=len(tokenizer), d_model=32, n_layers=2, n_heads=4, max_len=96))
+    short = "<spec> </spec>"
+    long = "<spec> " + " ; ".join(f"mw {100 + k} to {400 + k}" for k in range(6)) + " </spec>"
+    gap = len(tokenizer.encode(long)) - len(tokenizer.encode(short))
+    assert gap > 30  # the long prompt would have cut the short one's trace budget by this much
+    options = dict(max_trace_tokens=500, max_smiles_tokens=20, temperature=1.0, seed=1, constrained=False)
+    alone = generate_many(model, tokenizer, [short], 8, **options)[0]
+    beside = generate_many(model, tokenizer, [short, long], 8, **options)[0]
+    assert max(s.tokens for s in beside) > 96 - len(tokenizer.encode(long, bos=True)) - 2  # past the long one's room
+    assert [s.tokens for s in beside] == [s.tokens for s in alone]
