@@ -123,7 +123,9 @@ def fit(
         raise ValueError("give max_minutes or max_steps")
     if teacher is not None:
         if not 0.0 < distill_fraction <= 1.0 or jitter < 0.0:
-            raise ValueError(f"distillation needs 0 < distill_fraction <= 1 and jitter >= 0, got {distill_fraction}, {jitter}")
+            raise ValueError(
+                f"distillation needs 0 < distill_fraction <= 1 and jitter >= 0, got {distill_fraction}, {jitter}"
+            )
         teacher = teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
@@ -286,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         metavar="FRACTION",
         help="fraction of each batch's frames jittered and labelled by the float model (0: data only)",
     )
-    parser.add_argument("--jitter", type=float, default=0.03, help="Angstrom; Gaussian displacement of distilled frames")
+    parser.add_argument(
+        "--jitter", type=float, default=0.03, help="Angstrom; Gaussian displacement of distilled frames"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
