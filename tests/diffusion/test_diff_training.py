@@ -45,7 +45,7 @@ def _reconstruction_losses(vae, smiles: list[str], *, lr: float, steps: int, bet
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
-        losses.append(float(terms["reconstruction"]))
+        losses.append(float(terms["reconstruction"].detach()))
     return losses
 
 
