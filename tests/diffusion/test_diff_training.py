@@ -162,7 +162,7 @@ def test_denoiser_loss_falls():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
 
 
