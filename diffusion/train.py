@@ -269,7 +269,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
                 total_steps=total_steps,
                 beta=beta,
                 lr=optimizer.param_groups[0]["lr"],
-                **{k: round(float(v), 4) for k, v in terms.items()},
+                **{k: round(float(v.detach()), 4) for k, v in terms.items()},
                 s_per_step=round((time.time() - started) / cfg.log_every, 3),
             )
             started = time.time()
