@@ -61,7 +61,7 @@ def test_sphere_codebook_is_unit_and_roughly_uniform():
     q.calibrate(v)
     out = q(v)
     cos = (out * v).sum(1) / (out.norm(dim=1) * v.norm(dim=1) + 1e-30)
-    assert float(cos[out.norm(dim=1) > 0].min()) > 0.99
+    assert float(cos[out.norm(dim=1) > 0].min().detach()) > 0.99
 
 
 def test_unsupported_bit_width_lists_the_supported_ones():
