@@ -372,14 +372,18 @@ def _integrator(protocol: str, temperature: float, timestep_fs: float, friction_
     return openmm.VerletIntegrator(timestep_fs * unit.femtosecond)
 
 
+def _check_timestep(timestep_fs: float) -> None:
+    if not timestep_fs > 0.0:
+        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}; 0.5 fs is a safe choice")
+
+
 def steps_for(ps: float, timestep_fs: float) -> int:
     """The number of ``timestep_fs`` steps in ``ps`` picoseconds (rounded); bad values raise ``ValueError``.
 
     >>> steps_for(10.0, 0.5)
     20000
     """
-    if not timestep_fs > 0.0:
-        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}; 0.5 fs is a safe choice")
+    _check_timestep(timestep_fs)
     if not ps >= 0.0:
         raise ValueError(f"ps (simulated time) must be >= 0 picoseconds, got {ps}")
     return int(round(ps * 1000.0 / timestep_fs))
@@ -423,8 +427,7 @@ def run(
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if steps < 0 or report_every < 1:
         raise ValueError("steps must be >= 0 and report_every >= 1")
-    if not timestep_fs > 0.0:
-        raise ValueError(f"timestep_fs must be positive, got {timestep_fs}; 0.5 fs is a safe choice")
+    _check_timestep(timestep_fs)
     if not temperature > 0.0:
         raise ValueError(f"temperature must be positive (kelvin), got {temperature}")
     if timestep_fs > 2.0:

@@ -40,6 +40,11 @@ KERNELS = ("dequant", "ondemand", "int8")
 ACTIVATIONS = ("int8", "float")
 
 
+def _check_activations(activations: str) -> None:
+    if activations not in ACTIVATIONS:
+        raise QuantizationError(f"activations {activations!r}", f"unknown; choose one of {', '.join(ACTIVATIONS)}")
+
+
 def _buffer_name(name: str) -> str:
     return name.replace(".", "__")
 
@@ -68,8 +73,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         super().__init__()
         if kernel not in KERNELS:
             raise QuantizationError(f"kernel {kernel!r}", f"unknown; choose one of {', '.join(KERNELS)}")
-        if activations not in ACTIVATIONS:
-            raise QuantizationError(f"activations {activations!r}", f"unknown; choose one of {', '.join(ACTIVATIONS)}")
+        _check_activations(activations)
         self.config, self.spec, self.kernel, self.activations = config, spec, kernel, activations
         table = torch.full((119,), -1, dtype=torch.long)
         table[torch.tensor(config.elements, dtype=torch.long)] = torch.arange(len(config.elements))
@@ -135,8 +139,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
 
     def with_activations(self, activations: str) -> QuantizedPotential:
         """A twin sharing these packed weights (no copy) with another activation mode (``"int8"``/``"float"``)."""
-        if activations not in ACTIVATIONS:
-            raise QuantizationError(f"activations {activations!r}", f"unknown; choose one of {', '.join(ACTIVATIONS)}")
+        _check_activations(activations)
         twin = copy.copy(self)  # shallow: parameters, buffers and the dequantized-weight cache are shared
         twin.activations = activations
         return twin
