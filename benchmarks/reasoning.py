@@ -165,12 +165,18 @@ def sample_specs(
         elements = [list(spec.elements) if spec.elements is not None else None for _, spec in group]
         start = time.time()
         bounds = [SmilesBounds.from_spec(spec) if args.spec_bounds else None for _, spec in group]
-        batches = reasoner.generate_many(
-            prompts, k, seed=args.seed + first, elements=elements, constrained=True, bounds=bounds, workers=args.workers
-        )
-        judged_groups = [
-            [_judge(spec, s.smiles) for s in samples] for (_, spec), samples in zip(group, batches, strict=True)
-        ]
+        answers = reasoner.generate_many(
+            prompts,
+            k,
+            seed=args.seed + first,
+            elements=elements,
+            constrained=True,
+            bounds=bounds,
+            workers=args.workers,
+            judge=lambda i, samples, group=group: [_judge(group[i][1], s.smiles) for s in samples],
+        )  # each worker validates and checks the answers it wrote
+        batches = [samples for samples, _ in answers]
+        judged_groups = [judged for _, judged in answers]
         gen_seconds += time.time() - start
         plain_group = [
             i

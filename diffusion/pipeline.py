@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import multiprocessing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from diffusion.guidance import C2FG, GuidanceSchedule, normalised_time
 from workbench.chem import DesignSpec, MoleculeSet
 from workbench.chem.rules import RuleSet
 from workbench.errors import CheckpointError, SpecError
+from workbench.parallel import contiguous_parts, fork_map
 
 __all__ = [
     "MoleculeDiffusionPipeline",
@@ -378,34 +378,19 @@ _PART_STREAM = 1  # tag of the scheduler-noise streams of forked parts
 
 def _split(n: int, workers: int) -> list[range]:
     """Contiguous parts of ``range(n)``, one per worker (fewer when ``n`` is small, one without fork)."""
-    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
-        warnings.warn("workers > 1 needs the fork start method (Linux); sampling in one process", stacklevel=4)
-        workers = 1
-    k = max(1, min(workers, n // _MIN_PART))
-    bounds = [round(i * n / k) for i in range(k + 1)]
-    return [range(bounds[i], bounds[i + 1]) for i in range(k)]
+    return contiguous_parts(n, workers, min_part=_MIN_PART, what="sampling", stacklevel=5)
 
 
-_FORKED: tuple[MoleculeDiffusionPipeline, _Task] | None = None  # what forked workers inherit
-
-
-def _forked_part(args: tuple[torch.Tensor, range]) -> _Part:
+def _sample_forked(state: tuple[MoleculeDiffusionPipeline, _Task], args: tuple[torch.Tensor, range]) -> _Part:
     torch.set_num_threads(1)
-    assert _FORKED is not None
-    pipe, task = _FORKED
+    pipe, task = state
     latents, indices = args
     return pipe._run_part(task, latents, indices, None)
 
 
 def _run_forked(pipe: MoleculeDiffusionPipeline, task: _Task, parts: list[tuple[torch.Tensor, range]]) -> list[_Part]:
     """Run the parts in forked processes that inherit the pipeline (no copy of the weights is sent)."""
-    global _FORKED
-    _FORKED = (pipe, task)
-    try:
-        with multiprocessing.get_context("fork").Pool(len(parts)) as pool:
-            return pool.map(_forked_part, parts, chunksize=1)
-    finally:
-        _FORKED = None
+    return fork_map(_sample_forked, (pipe, task), parts, what="sampling worker")
 
 
 def _make_scheduler(name: str, num_train_timesteps: int, **config: Any) -> SchedulerMixin:

@@ -7,12 +7,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,6 +20,7 @@ from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 from reasoning.traces import restate_prefix
 from workbench.errors import CheckpointError
+from workbench.parallel import contiguous_parts, fork_map
 
 __all__ = ["CompactReasoner", "default_checkpoint"]
 
@@ -138,7 +137,8 @@ class CompactReasoner:
         constrained: bool = True,
         bounds: list[SmilesBounds | None] | None = None,
         workers: int | None = None,
-    ) -> list[list[GeneratedText]]:
+        judge: Callable[[int, list[GeneratedText]], Any] | None = None,
+    ) -> list[list[GeneratedText]] | list[tuple[list[GeneratedText], Any]]:
         """``n`` samples for each of several prompts in one batch (faster than one call per prompt).
 
         ``workers`` (default: the reasoner's) > 1 splits the prompts into that many contiguous parts,
@@ -149,6 +149,11 @@ class CompactReasoner:
         ``workers``. A batch of fewer prompts than ``workers`` uses one process per prompt (a single
         prompt decodes in this process, as :meth:`generate` does); where fork is missing, everything
         runs in this process (with a warning). An error in a worker is raised here.
+
+        ``judge(i, samples)``, when given, is called on the samples of prompt ``i`` (its index in
+        ``prompts``) in the process that decoded them, so checking the answers (validation, ``spec.check``)
+        runs on every worker too. The call then returns ``(samples, judge(i, samples))`` per prompt; the
+        judge's results must be picklable when ``workers`` > 1.
         """
         workers = self.workers if workers is None else workers
         _check_workers(workers)
@@ -161,17 +166,17 @@ class CompactReasoner:
         prefixes = [self._prefix(p) for p in prompts]
         parts = _split(n_prompts, workers)
         if len(parts) == 1:
-            task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, None)
+            task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, None, judge)
             with torch_threads(self.threads):
                 return self._decode_part(task, parts[0])
         width = prompt_width(self.tokenizer, prompts, prefixes)  # every part is padded as the whole batch
-        task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, width)
+        task = _Task(list(prompts), n, seed, elements, constrained, bounds, prefixes, width, judge)
         chunks = _run_forked(self, task, parts)
         return [samples for chunk in chunks for samples in chunk]
 
-    def _decode_part(self, task: _Task, part: range) -> list[list[GeneratedText]]:
-        """Decode the prompts ``part`` of ``task`` (all of them, or one part of a split batch)."""
-        return generate_many(
+    def _decode_part(self, task: _Task, part: range) -> list:
+        """Decode (and judge, if asked) the prompts ``part`` of ``task`` (all of them, or one part of a split batch)."""
+        decoded = generate_many(
             self.model,
             self.tokenizer,
             task.prompts[part.start : part.stop],
@@ -188,6 +193,9 @@ class CompactReasoner:
             width=task.width,
             first_prompt=part.start,
         )
+        if task.judge is None:
+            return decoded
+        return [(samples, task.judge(i, samples)) for i, samples in zip(part, decoded, strict=True)]
 
 
 def _check_workers(workers: object) -> None:
@@ -207,51 +215,20 @@ class _Task:
     bounds: list[SmilesBounds | None]
     prefixes: list[str]
     width: int | None  # the whole batch's padded width when it is split (None: the part's own)
+    judge: Callable[[int, list[GeneratedText]], Any] | None = None  # run on each prompt's samples where decoded
 
 
 def _split(n_prompts: int, workers: int) -> list[range]:
     """Contiguous parts of ``range(n_prompts)``, one per worker (at most one per prompt; one without fork)."""
-    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
-        warnings.warn("workers > 1 needs the fork start method (Linux); decoding in one process", stacklevel=3)
-        workers = 1
-    k = max(1, min(workers, n_prompts))
-    bounds = [round(i * n_prompts / k) for i in range(k + 1)]
-    return [range(bounds[i], bounds[i + 1]) for i in range(k)]
+    return contiguous_parts(n_prompts, workers, what="decoding", stacklevel=4)
 
 
-_FORKED: tuple[CompactReasoner, _Task] | None = None  # what forked workers inherit
-
-
-def _forked_part(part: range) -> list[list[GeneratedText]]:
+def _decode_forked(state: tuple[CompactReasoner, _Task], part: range) -> list:
     torch.set_num_threads(1)
-    assert _FORKED is not None
-    reasoner, task = _FORKED
+    reasoner, task = state
     return reasoner._decode_part(task, part)
 
 
-def _run_forked(reasoner: CompactReasoner, task: _Task, parts: list[range]) -> list[list[list[GeneratedText]]]:
-    """Decode the parts in forked processes that inherit the reasoner (no copy of the weights is sent).
-
-    A worker's exception is raised again here (with the worker's traceback chained, and a note naming
-    its prompts); a worker that dies without one raises RuntimeError instead of waiting forever.
-    """
-    global _FORKED
-    _FORKED = (reasoner, task)
-    try:
-        with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_forked_part, part) for part in parts]
-            chunks = []
-            for part, future in zip(parts, futures, strict=True):
-                try:
-                    chunks.append(future.result())
-                except BrokenProcessPool as exc:  # a worker ended without an answer: every part is lost
-                    raise RuntimeError(
-                        "a decoding worker process died (killed, or out of memory?); "
-                        "run with workers=1 to decode in this process"
-                    ) from exc
-                except Exception as exc:
-                    exc.add_note(f"raised in the decoding worker for prompts {part.start}..{part.stop - 1}")
-                    raise
-            return chunks
-    finally:
-        _FORKED = None
+def _run_forked(reasoner: CompactReasoner, task: _Task, parts: list[range]) -> list[list]:
+    """Decode the parts in forked processes that inherit the reasoner (no copy of the weights is sent)."""
+    return fork_map(_decode_forked, (reasoner, task), parts, what="decoding worker")

@@ -139,3 +139,23 @@ def test_a_short_prompt_keeps_its_own_length_limits_beside_a_long_one(tokenizer)
     beside = generate_many(model, tokenizer, [short, long], 8, **options)[0]
     assert max(s.tokens for s in beside) > 96 - len(tokenizer.encode(long, bos=True)) - 2  # past the long one's room
     assert [s.tokens for s in beside] == [s.tokens for s in alone]
+
+
+def test_a_judge_runs_on_each_prompts_samples_in_the_worker_that_decoded_them(shipped):
+    def judge(i, samples):
+        return i, os.getpid(), [s.smiles for s in samples]
+
+    batch = _batch(SPECS)
+    plain = shipped.generate_many(batch.pop("prompts"), 2, seed=5, workers=1, **batch)
+    for workers in (1, 2):
+        batch = _batch(SPECS)
+        judged = shipped.generate_many(batch.pop("prompts"), 2, seed=5, workers=workers, judge=judge, **batch)
+        assert [[s.smiles for s in samples] for samples, _ in judged] == [[s.smiles for s in g] for g in plain]
+        assert [(i, answers) for _, (i, _, answers) in judged] == [
+            (i, [s.smiles for s in g]) for i, g in enumerate(plain)
+        ]
+        pids = {pid for _, (_, pid, _) in judged}
+        if workers == 1:
+            assert pids == {os.getpid()}
+        elif "fork" in multiprocessing.get_all_start_methods():
+            assert os.getpid() not in pids  # judged where decoded, not here
