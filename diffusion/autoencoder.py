@@ -174,6 +174,9 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         decoder_type: str = "mlp",
         gru_dim: int = 256,
         encoder_type: str = "mlp",
+        property_names: Sequence[str] = (),
+        property_mean: Sequence[float] | None = None,
+        property_std: Sequence[float] | None = None,
     ):
         super().__init__()
         if decoder_type not in ("mlp", "gru"):
@@ -204,6 +207,14 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         std = torch.tensor(latent_std if latent_std is not None else [1.0] * latent_dim, dtype=torch.float32)
         self.register_buffer("_latent_mean", mean, persistent=False)
         self.register_buffer("_latent_std", std, persistent=False)
+        # Optional linear read-out of (normalised) RDKit properties from the posterior mean: trained
+        # jointly, it lays the latent space out along the properties the denoiser is conditioned on.
+        n_props = len(property_names)
+        self.property_head = nn.Linear(latent_dim, n_props) if n_props else None
+        p_mean = torch.tensor(property_mean if property_mean is not None else [0.0] * n_props, dtype=torch.float32)
+        p_std = torch.tensor(property_std if property_std is not None else [1.0] * n_props, dtype=torch.float32)
+        self.register_buffer("_property_mean", p_mean, persistent=False)
+        self.register_buffer("_property_std", p_std, persistent=False)
 
     # ------------------------------------------------------------------ tokens
     def tokenize(
@@ -265,8 +276,19 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
     def _initial_state(self, z: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.latent_to_state(z)).unsqueeze(0)
 
-    def loss(self, token_ids: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
-        """ELBO terms for a batch: ``loss`` = reconstruction (nats/molecule) + ``beta`` x KL."""
+    def loss(
+        self,
+        token_ids: torch.Tensor,
+        beta: float,
+        properties: torch.Tensor | None = None,
+        property_weight: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
+        """ELBO terms for a batch: ``loss`` = reconstruction (nats/molecule) + ``beta`` x KL.
+
+        With a property head, ``properties`` (batch, len(property_names), raw units, NaN where
+        unknown) adds ``property_weight`` x the squared error of the head's prediction from ``mu``,
+        in training-set std, summed over properties and averaged over molecules (``property_mse``).
+        """
         mu, logvar = self.posterior(token_ids)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
         logits = self.logits(z, token_ids)[:, : token_ids.shape[1]]
@@ -277,7 +299,28 @@ class SelfiesVAE(ModelMixin, ConfigMixin):
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
         with torch.no_grad():
             token_acc = ((logits.argmax(-1) == token_ids).float() * mask).sum() / mask.sum()
-        return {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "token_acc": token_acc}
+        terms = {"loss": reconstruction + beta * kl, "reconstruction": reconstruction, "kl": kl, "token_acc": token_acc}
+        if properties is not None and self.property_head is not None:
+            target = (properties.to(mu) - self._property_mean) / self._property_std
+            known = torch.isfinite(target)
+            error = (self.property_head(mu) - target.nan_to_num()).pow(2) * known
+            terms["property_mse"] = error.sum(1).mean()
+            terms["loss"] = terms["loss"] + property_weight * terms["property_mse"]
+        return terms
+
+    def set_property_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Record the training-set mean/std the property head's targets are normalised with (saved in the config)."""
+        self.register_to_config(property_mean=[float(x) for x in mean], property_std=[float(x) for x in std])
+        self._property_mean.copy_(mean.to(self._property_mean))
+        self._property_std.copy_(std.to(self._property_std))
+
+    @torch.no_grad()
+    def predict_properties(self, z: torch.Tensor, normalised: bool = False) -> torch.Tensor:
+        """The property head's read-out (batch, len(property_names)) in raw units, from latents."""
+        if self.property_head is None:
+            raise ValueError("this autoencoder was trained without a property head (property_names is empty)")
+        mu = self.denormalise(z) if normalised else z
+        return self.property_head(mu.to(self.device)) * self._property_std + self._property_mean
 
     @torch.no_grad()
     def greedy_decode(self, z: torch.Tensor, min_tokens: int = 4) -> torch.Tensor:

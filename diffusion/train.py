@@ -78,6 +78,10 @@ class AutoencoderTrainingConfig:
     lr_min: float = 1e-4
     beta: float = 0.05
     beta_warmup_steps: int = 600
+    # > 0: a linear head reads the denoiser's eight condition properties (normalised) out of the
+    # posterior mean, and this weight times its squared error (summed over properties) joins the loss
+    property_weight: float = 0.0
+    property_workers: int = 2
     log_every: int = 50
     save_every: int = 250
     n_prior_samples: int = 1000
@@ -212,7 +216,43 @@ def _is_finished(folder: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- autoencoder
-def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
+def _property_rows(smiles: list[str]) -> np.ndarray:
+    return property_matrix([Chem.MolFromSmiles(s) for s in smiles])
+
+
+def autoencoder_training_properties(
+    smiles: list[str], key: str, cache: Path | None, workers: int = 2, log: TrainingLog | None = None
+) -> torch.Tensor:
+    """RDKit condition properties (n, 8) of the autoencoder's training sample, cached under ``cache/key``.
+
+    QED and SA cost a few ms per molecule, so the sample is split over ``workers`` processes.
+    """
+    path = Path(cache) / key / "autoencoder_properties.safetensors" if cache is not None else None
+    if path is not None and path.exists():
+        props = load_file(path)["properties"]
+        if len(props) == len(smiles):
+            return props
+    started = time.time()
+    chunks = [smiles[i : i + 2000] for i in range(0, len(smiles), 2000)]
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            rows = pool.map(_property_rows, chunks)
+    else:
+        rows = [_property_rows(c) for c in chunks]
+    props = torch.from_numpy(np.concatenate(rows)).float()
+    if log is not None:
+        log.write(event="properties", n=len(smiles), seconds=round(time.time() - started, 1))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"properties": props.contiguous()}, path)
+    return props
+
+
+def train_autoencoder(
+    out: Path, cfg: AutoencoderTrainingConfig, property_cache: Path | None = Path("build/diffusion-cache")
+) -> SelfiesVAE:
     """Train (or resume, or just load) the SELFIES VAE in ``out``; returns the trained model."""
     out = Path(out)
     if _is_finished(out):
@@ -232,8 +272,18 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
         decoder_type=cfg.decoder_type,
         gru_dim=cfg.gru_dim,
         encoder_type=cfg.encoder_type,
+        property_names=CONDITION_PROPERTIES if cfg.property_weight > 0 else (),
     )
     token_ids, kept = model.tokenize(smiles, selfies)
+    props = None
+    if cfg.property_weight > 0:
+        props = autoencoder_training_properties(
+            smiles, f"moses-train-n{cfg.n_train}-seed{cfg.seed}", property_cache, cfg.property_workers, log
+        )[kept]
+        values = props.numpy()
+        model.set_property_stats(
+            torch.from_numpy(np.nanmean(values, 0)), torch.from_numpy(np.nanstd(values, 0)).clamp(min=1e-6)
+        )
     lengths = (token_ids != model.vocab.pad_id).sum(1)
     steps_per_epoch = math.ceil(len(kept) / cfg.batch_size)
     schedule_steps = cfg.epochs * steps_per_epoch  # the learning-rate and data schedule
@@ -255,7 +305,7 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
         beta = cfg.beta * min(1.0, step / max(cfg.beta_warmup_steps, 1))
         for group in optimizer.param_groups:
             group["lr"] = _cosine_lr(step, schedule_steps, cfg.lr, cfg.lr_min)
-        terms = model.loss(batch, beta)
+        terms = model.loss(batch, beta, props[idx] if props is not None else None, cfg.property_weight)
         optimizer.zero_grad()
         terms["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -284,6 +334,20 @@ def train_autoencoder(out: Path, cfg: AutoencoderTrainingConfig) -> SelfiesVAE:
     test = load_corpus("moses-test", limit=cfg.n_test, seed=cfg.seed)
     log.write(event="reconstruction", split="moses-test", **model.reconstruction_accuracy(test))
     log.write(event="reconstruction", split="moses-train", **model.reconstruction_accuracy(smiles[: cfg.n_test]))
+    if model.property_head is not None:
+        test_ids, test_kept = model.tokenize(test)
+        truth = torch.from_numpy(_property_rows([test[i] for i in test_kept])).float()
+        with torch.no_grad():
+            predicted = model.predict_properties(model.posterior(test_ids)[0])
+        known = torch.isfinite(truth).all(1)
+        residual = ((predicted - truth)[known] ** 2).mean(0)
+        r2 = 1 - residual / truth[known].var(0)
+        log.write(
+            event="property_readout",
+            split="moses-test",
+            n=int(known.sum()),
+            r2={name: round(float(v), 3) for name, v in zip(CONDITION_PROPERTIES, r2, strict=True)},
+        )
     with torch.no_grad():
         z = torch.randn(cfg.n_prior_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(0))
         prior = model.decode_molecules(z, normalised=True)  # N(0, I) in the unit-scale latent space

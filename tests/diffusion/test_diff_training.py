@@ -278,3 +278,57 @@ def test_training_properties_are_reused_from_the_cache(tmp_path, monkeypatch):
     assert again == smiles and torch.equal(props_again, props)
     log = [json.loads(line) for line in (tmp_path / "second" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["event"] == "properties" and "reused" in log[-1]
+
+
+def test_property_head_learns_properties_from_the_latent(moses_sample: list[str]):
+    """Trained jointly, the head's error falls; it reads raw units through the saved training-set stats."""
+    torch.manual_seed(0)
+    smiles = moses_sample[:64]
+    vocab = SelfiesVocabulary.from_smiles(moses_sample)
+    vae = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=8,
+                     decoder_type="gru", gru_dim=32, property_names=CONDITION_PROPERTIES)  # fmt: skip
+    from rdkit import Chem
+
+    props = torch.from_numpy(property_matrix([Chem.MolFromSmiles(s) for s in smiles])).float()
+    vae.set_property_stats(props.mean(0), props.std(0))
+    batch, _ = vae.tokenize(smiles)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-2)
+    errors = []
+    for _ in range(40):
+        terms = vae.loss(batch, beta=0.01, properties=props, property_weight=1.0)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        errors.append(float(terms["property_mse"].detach()))
+    assert errors[-1] < 0.5 * errors[0]
+    # unknown values (NaN) add nothing
+    holes = props.clone()
+    holes[:, 0] = float("nan")
+    assert vae.loss(batch, 0.0, holes, 1.0)["property_mse"] < vae.loss(batch, 0.0, props, 1.0)["property_mse"] + 1e-6
+    predicted = vae.predict_properties(vae.posterior(batch)[0])
+    assert predicted.shape == props.shape
+    mw = CONDITION_PROPERTIES.index("mw")
+    assert abs(float(predicted[:, mw].mean()) - float(props[:, mw].mean())) < 0.5 * float(props[:, mw].std())
+    no_head = SelfiesVAE(tokens=vocab.tokens[3:], max_len=60, embed_dim=8, hidden_dim=32, latent_dim=8)
+    assert "property_mse" not in no_head.loss(batch, 0.0, props, 1.0)
+    with pytest.raises(ValueError, match="without a property head"):
+        no_head.predict_properties(torch.zeros(1, 8))
+
+
+def test_autoencoder_stage_with_a_property_head_logs_its_readout(tmp_path):
+    cfg = AutoencoderTrainingConfig(
+        n_train=200, n_test=20, hidden_dim=32, embed_dim=8, latent_dim=8, gru_dim=32, epochs=1, batch_size=100,
+        log_every=1, beta_warmup_steps=2, n_prior_samples=4, property_weight=1.0, property_workers=2,
+    )  # fmt: skip
+    vae = train_autoencoder(tmp_path / "autoencoder", cfg, property_cache=tmp_path / "cache")
+    assert list(vae.config.property_names) == list(CONDITION_PROPERTIES)
+    assert len(vae.config.property_std) == len(CONDITION_PROPERTIES)
+    log = [json.loads(line) for line in (tmp_path / "autoencoder" / "train_log.jsonl").read_text().splitlines()]
+    assert all("property_mse" in r for r in log if r.get("stage") == "autoencoder")
+    readout = next(r for r in log if r.get("event") == "property_readout")
+    assert set(readout["r2"]) == set(CONDITION_PROPERTIES)
+    cached = list((tmp_path / "cache").glob("*/autoencoder_properties.safetensors"))
+    assert len(cached) == 1 and len(load_file(cached[0])["properties"]) == 200
+    reloaded = SelfiesVAE.from_pretrained(tmp_path / "autoencoder")
+    z = reloaded.encode_smiles(["CCO"])
+    torch.testing.assert_close(reloaded.predict_properties(z), vae.predict_properties(z))
