@@ -15,3 +15,12 @@ def moses_sample() -> list[str]:
 @pytest.fixture(scope="session")
 def drugs_sample() -> list[str]:
     return load_corpus("chembl-drugs", limit=200, seed=2)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No diffusers progress bars ("Loading pipeline components...") in the test output."""
+    try:
+        from diffusers.utils import logging as diffusers_logging
+    except ImportError:  # the chemistry-core tests run without the engines' dependencies
+        return
+    diffusers_logging.disable_progress_bar()
