@@ -57,6 +57,13 @@ class AutoencoderTrainingConfig:
     The GRU decoder with a KL weight of 0.05 and a 32-dimensional latent: unlike the MLP decoder,
     its N(0, I) samples decode to MOSES-like molecules (the ``prior_samples`` event of the log gives
     their FCD against MOSES test), which is what the denoiser needs to start from.
+
+    ``property_weight`` 3: a linear head reads the eight condition properties out of the posterior
+    mean (R2 on MOSES test from 0.67 for QED to 0.94 for MW). Without it, a linear fit explained
+    much less of them (ridge R2 QED 0.16, cLogP 0.42, TPSA 0.39, HBD 0.12, MW 0.64), and the
+    conditional denoiser could hardly tell its conditions apart: held-out noise error 0.382
+    conditional vs 0.408 unconditional, against 0.379 vs 0.432 with the head. On the benchmark (same code, same targets) the best C2FG
+    target error fell from 1.324 to 1.072 and the best constant CFG from 1.390 to 1.129 MOSES-test std.
     """
 
     n_train: int = 200_000
@@ -80,7 +87,7 @@ class AutoencoderTrainingConfig:
     beta_warmup_steps: int = 600
     # > 0: a linear head reads the denoiser's eight condition properties (normalised) out of the
     # posterior mean, and this weight times its squared error (summed over properties) joins the loss
-    property_weight: float = 0.0
+    property_weight: float = 3.0
     property_workers: int = 2
     log_every: int = 50
     save_every: int = 250
@@ -257,7 +264,9 @@ def train_autoencoder(
     out = Path(out)
     if _is_finished(out):
         return SelfiesVAE.from_pretrained(out)
-    _check_recipe(out, dataclasses.asdict(cfg), dataclasses.asdict(AutoencoderTrainingConfig()))
+    # a recipe saved before the property head existed trained without one
+    before_head = {**dataclasses.asdict(AutoencoderTrainingConfig()), "property_weight": 0.0}
+    _check_recipe(out, dataclasses.asdict(cfg), before_head)
     log = TrainingLog(out / "train_log.jsonl")
     smiles = load_corpus("moses-train", limit=cfg.n_train, seed=cfg.seed)
     selfies = [_selfies_or_none(s) for s in smiles]  # translated once: the slow step for a large sample
