@@ -58,12 +58,12 @@ class AutoencoderTrainingConfig:
     its N(0, I) samples decode to MOSES-like molecules (the ``prior_samples`` event of the log gives
     their FCD against MOSES test), which is what the denoiser needs to start from.
 
-    ``property_weight`` 3: a linear head reads the eight condition properties out of the posterior
-    mean (R2 on MOSES test from 0.67 for QED to 0.94 for MW). Without it, a linear fit explained
-    much less of them (ridge R2 QED 0.16, cLogP 0.42, TPSA 0.39, HBD 0.12, MW 0.64), and the
-    conditional denoiser could hardly tell its conditions apart: held-out noise error 0.382
-    conditional vs 0.408 unconditional, against 0.379 vs 0.432 with the head. On the benchmark (same code, same targets) the best C2FG
-    target error fell from 1.324 to 1.072 and the best constant CFG from 1.390 to 1.129 MOSES-test std.
+    ``property_weight`` 3: a linear head reads the eight condition properties out of the posterior mean (R2 on
+    MOSES test from 0.67 for QED to 0.94 for MW). Without it, a linear fit explained much less of them (ridge R2
+    QED 0.16, cLogP 0.42, TPSA 0.39, HBD 0.12, MW 0.64), and the conditional denoiser could hardly tell its
+    conditions apart: held-out noise error 0.382 conditional vs 0.408 unconditional, against 0.379 vs 0.432 with
+    the head. On the benchmark (same code, same targets) the best C2FG target error fell from 1.324 to 1.072 and
+    the best constant CFG from 1.390 to 1.129 MOSES-test std.
     """
 
     n_train: int = 200_000
@@ -75,8 +75,9 @@ class AutoencoderTrainingConfig:
     latent_dim: int = 32
     decoder_type: str = "gru"
     gru_dim: int = 256
-    # "gru" reconstructs better (exact 0.50 vs 0.26 on MOSES test) but, with the denoiser retrained on its
-    # latents, targeted worse (best guided error 1.55 vs 1.32 MOSES-test std; guidance no longer helped)
+    # (measured before the property head) "gru" reconstructs better (exact 0.50 vs 0.26 on MOSES test) but, with
+    # the denoiser retrained on its latents, targeted worse (best guided error 1.55 vs 1.32 MOSES-test std;
+    # guidance no longer helped)
     encoder_type: str = "mlp"
     epochs: int = 5
     max_steps: int | None = None
@@ -98,12 +99,12 @@ class AutoencoderTrainingConfig:
 class DenoiserTrainingConfig:
     """The denoiser recipe (saved as ``training_config.json``).
 
-    ``labels`` says whose properties condition each training latent: ``"source"`` (the MOSES molecule
-    that was encoded) or ``"decoded"`` (the molecule the autoencoder decodes the latent to, which is what
-    sampling returns). The round trip moves properties by 0.4-2 std, yet on the benchmark (same run, MOSES
-    test std) decoded labels lowered the best constant-CFG error (1.309 vs 1.390) more than the best C2FG
-    error (1.294 vs 1.324), and on fresh seeds the best of the two was the same (1.432 vs 1.429); the shipped
-    denoiser keeps source labels, where C2FG stays ahead of constant CFG.
+    ``labels`` says whose properties condition each training latent: ``"source"`` (the MOSES molecule that was
+    encoded) or ``"decoded"`` (the molecule the autoencoder decodes the latent to, which is what sampling
+    returns). Measured with the autoencoder before its property head: the round trip moved properties by 0.4-2
+    std, yet on the benchmark (same run, MOSES test std) decoded labels lowered the best constant-CFG error
+    (1.309 vs 1.390) more than the best C2FG error (1.294 vs 1.324), and on fresh seeds the best of the two was
+    the same (1.432 vs 1.429); the shipped denoiser keeps source labels, where C2FG stays ahead of constant CFG.
     """
 
     n_train: int = 60_000
