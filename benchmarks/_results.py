@@ -45,7 +45,8 @@ def git_commit() -> str:
         dirty = subprocess.run(
             # the results this run is writing do not make the code dirty
             # (pathspecs from the top of the repository: the whole tree counts, not just benchmarks/)
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)benchmarks/results"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)"]
+            + [":(top,exclude)benchmarks/results"],
             capture_output=True,
             text=True,
             cwd=Path(__file__).resolve().parent,
