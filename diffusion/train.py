@@ -398,9 +398,10 @@ def _distribution_summary(smiles: list[str], reference: list[str]) -> dict[str, 
     from diffusion.denoiser import property_matrix
 
     props = property_matrix([Chem.MolFromSmiles(s) for s in smiles], ["qed", "sa"])
-    out: dict[str, Any] = {
-        "mean_qed": round(float(np.nanmean(props[:, 0])), 3),
-        "mean_sa": round(float(np.nanmean(props[:, 1])), 3),
+    known = props[np.isfinite(props).all(1)]
+    out: dict[str, Any] = {  # None when no sample has them (an untrained model)
+        "mean_qed": round(float(known[:, 0].mean()), 3) if len(known) else None,
+        "mean_sa": round(float(known[:, 1].mean()), 3) if len(known) else None,
     }
     try:
         import fcd

