@@ -40,6 +40,7 @@ from diffusion.autoencoder import SelfiesVAE, SelfiesVocabulary
 from diffusion.denoiser import CONDITION_PROPERTIES, LatentDenoiser, property_matrix
 from workbench.data import load_corpus
 from workbench.errors import CheckpointError
+from workbench.parallel import contiguous_parts, fork_map
 
 __all__ = [
     "AutoencoderTrainingConfig",
@@ -225,7 +226,12 @@ def _is_finished(folder: Path) -> bool:
 
 # ---------------------------------------------------------------------------------------- autoencoder
 def _property_rows(smiles: list[str]) -> np.ndarray:
+    """The condition properties (n, 8) of SMILES strings (NaN rows for unparsable ones)."""
     return property_matrix([Chem.MolFromSmiles(s) for s in smiles])
+
+
+def _part_property_rows(smiles: list[str], part: range) -> np.ndarray:
+    return _property_rows(smiles[part.start : part.stop])
 
 
 def autoencoder_training_properties(
@@ -241,15 +247,12 @@ def autoencoder_training_properties(
         if len(props) == len(smiles):
             return props
     started = time.time()
-    chunks = [smiles[i : i + 2000] for i in range(0, len(smiles), 2000)]
-    if workers > 1:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            rows = pool.map(_property_rows, chunks)
+    parts = contiguous_parts(len(smiles), workers, what="computing properties")
+    if len(parts) == 1:
+        rows = _property_rows(smiles)
     else:
-        rows = [_property_rows(c) for c in chunks]
-    props = torch.from_numpy(np.concatenate(rows)).float()
+        rows = np.concatenate(fork_map(_part_property_rows, smiles, parts, what="property worker"))
+    props = torch.from_numpy(rows).float()
     if log is not None:
         log.write(event="properties", n=len(smiles), seconds=round(time.time() - started, 1))
     if path is not None:
@@ -442,7 +445,7 @@ def compute_training_properties(
         return json.loads(smiles_path.read_text()), load_file(props_path)["properties"]
     smiles = load_corpus("moses-train", limit=n, seed=cfg.seed + 1)
     started = time.time()
-    props = torch.from_numpy(property_matrix([Chem.MolFromSmiles(s) for s in smiles])).float()
+    props = torch.from_numpy(_property_rows(smiles)).float()
     TrainingLog(out / "train_log.jsonl").write(
         event="properties", n=len(smiles), seconds=round(time.time() - started, 1)
     )
