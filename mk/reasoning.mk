@@ -43,7 +43,7 @@ train-reasoning-sft: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(S
 
 bench-reasoning: $(STAMP)
 	$(RSN_ENV) $(PY) benchmarks/reasoning.py --held-out 200 --before-stage-c $(RSN_BUILD)/align \
-		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 16 --verbose
+		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 32 --verbose
 
 bench: bench-reasoning
 

@@ -882,9 +882,9 @@ def generate_many(
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         mask = (causal & key_valid[:, None, None, :width]) | torch.eye(width, dtype=torch.bool)
     logits = model(ids, cache=cache, attn_mask=mask)[:, -1, :]
-    cache.select(rows_of_prompt)
+    # the n rows of a prompt share its keys (read once per step for all of them); their own tokens follow
+    cache.share_prefix(rows_of_prompt, key_valid[:, :width] if padded else None)
     logits = logits[rows_of_prompt]
-    key_valid = key_valid[rows_of_prompt]
     n_rows = n * n_prompts
     n_prompt_rows = n
     n = n_rows
@@ -964,11 +964,9 @@ def generate_many(
         if _worth_dropping(len(active), len(active) - len(keep)):  # drop finished rows (copying the cache once)
             index = torch.tensor(keep)
             cache.select(index)
-            key_valid = key_valid[index]
             active = [active[pos] for pos in keep]
             next_ids = [next_ids[pos] for pos in keep]
-        step_mask = key_valid[:, None, None, : cache.length + 1] if padded else None
-        logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache, attn_mask=step_mask)[:, -1, :]
+        logits = model(torch.tensor(next_ids).unsqueeze(1), cache=cache)[:, -1, :]
 
     results = [
         GeneratedText(

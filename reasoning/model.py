@@ -22,7 +22,7 @@ from torch import nn
 
 from workbench.errors import CheckpointError
 
-__all__ = ["ReasoningConfig", "ReasoningLM", "KVCache"]
+__all__ = ["ReasoningConfig", "ReasoningLM", "KVCache", "SharedPrefix"]
 
 
 @dataclass
@@ -59,15 +59,36 @@ class KVCache:
         self._k: list[torch.Tensor | None] = [None] * n_layers
         self._v: list[torch.Tensor | None] = [None] * n_layers
         self._length = [0] * n_layers
+        self.prefix: SharedPrefix | None = None
 
     @property
     def length(self) -> int:
-        return self._length[0]
+        """Tokens seen so far (the shared prefix, if any, and the rows' own tokens)."""
+        return self._length[0] + (self.prefix.length if self.prefix is not None else 0)
+
+    def share_prefix(self, rows_of_prompt: torch.Tensor, key_valid: torch.Tensor | None = None) -> None:
+        """Make what the cache holds (one row per prompt) a prefix shared by several rows per prompt.
+
+        Row ``r`` of the batch continues prompt ``rows_of_prompt[r]`` (non-decreasing). This is what
+        ``select(rows_of_prompt)`` does, without copying the prompt's keys to each of its rows: a decoding
+        step then reads each prompt's keys once for all its rows, rather than once per row. ``key_valid``
+        ``(prompts, prefix length)`` masks the left padding of the prompts. Later tokens go to per-row
+        buffers; :meth:`select` then picks rows among those.
+        """
+        if self.prefix is not None:
+            raise ValueError("the cache already has a shared prefix")
+        length = self._length[0]
+        keys = [k[:, :, :length].contiguous() for k in self._k]
+        values = [v[:, :, :length].contiguous() for v in self._v]
+        self.prefix = SharedPrefix(keys, values, rows_of_prompt, key_valid)
+        self._k = [None] * len(self._k)
+        self._v = [None] * len(self._v)
+        self._length = [0] * len(self._length)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, t = self._length[layer], k.shape[2]
         if self._k[layer] is None:
-            room = max(self.capacity or 0, start + t)
+            room = max((self.capacity or 0) - (self.prefix.length if self.prefix is not None else 0), start + t)
             shape = (k.shape[0], k.shape[1], room, k.shape[3])
             self._k[layer], self._v[layer] = k.new_empty(shape), v.new_empty(shape)
         elif start + t > self._k[layer].shape[2]:
@@ -83,6 +104,8 @@ class KVCache:
         Rows kept in their order (strictly increasing indices) are moved up in place, so dropping rows
         copies only the rows after the first one dropped and allocates nothing.
         """
+        if self.prefix is not None:
+            self.prefix.select(rows)
         index = rows.tolist()
         if index and all(a < b for a, b in zip(index, index[1:], strict=False)) and index[0] >= 0:
             first = next((i for i, row in enumerate(index) if row != i), len(index))
@@ -111,6 +134,80 @@ class KVCache:
         out = buffer.new_empty((len(rows), *buffer.shape[1:]))
         out[:, :, :length] = buffer[rows, :, :length]
         return out
+
+
+class SharedPrefix:
+    """Keys and values of prompts shared by the rows that continue them (see :meth:`KVCache.share_prefix`).
+
+    ``keys[layer]: (prompts, heads, length, head_dim)``; ``prompt[r]`` is the prompt of batch row ``r``.
+    Attention of one new token per row reads each prompt's keys once: the queries of a prompt's rows are
+    gathered into one small matrix (``slot[r]`` is row ``r``'s place among its prompt's rows).
+    """
+
+    def __init__(
+        self,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        prompt: torch.Tensor,
+        key_valid: torch.Tensor | None = None,
+    ):
+        self.keys, self.values = keys, values
+        self.length = keys[0].shape[2] if keys else 0
+        self.n_prompts = keys[0].shape[0] if keys else 0
+        # additive mask (prompts, 1, 1, length): -inf on padding
+        self.bias = None
+        if key_valid is not None and not bool(key_valid.all()):
+            zeros = torch.zeros(key_valid.shape, dtype=keys[0].dtype)
+            self.bias = zeros.masked_fill(~key_valid, float("-inf"))[:, None, None, :]
+        self._place(prompt)
+
+    def _place(self, prompt: torch.Tensor) -> None:
+        self.prompt = prompt
+        counts = torch.bincount(prompt, minlength=self.n_prompts)
+        starts = torch.cumsum(counts, 0) - counts
+        self.slot = torch.arange(len(prompt)) - starts[prompt]
+        self.width = int(counts.max()) if len(prompt) else 0
+        # every prompt still has all its rows: the batch is already (prompts, width) in order
+        self.uniform = len(prompt) == self.n_prompts * self.width
+
+    def _grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (rows, ...)`` as ``(prompts, width, ...)``, zero where a prompt has fewer rows."""
+        if self.uniform:
+            return x.reshape(self.n_prompts, self.width, *x.shape[1:])
+        out = x.new_zeros((self.n_prompts, self.width, *x.shape[1:]))
+        out[self.prompt, self.slot] = x
+        return out
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`_grouped`: ``(prompts, width, ...)`` back to ``(rows, ...)``."""
+        if self.uniform:
+            return x.reshape(-1, *x.shape[2:])
+        return x[self.prompt, self.slot]
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (their prompt order must stay non-decreasing)."""
+        prompt = self.prompt[rows]
+        if len(prompt) > 1 and bool((prompt[1:] < prompt[:-1]).any()):
+            raise ValueError("rows sharing a prefix must stay grouped by prompt")
+        self._place(prompt)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Attention output ``(rows, heads, 1, head_dim)`` of one query per row over its prompt's prefix
+        and its own keys ``k, v: (rows, heads, time, head_dim)`` (all of them visible)."""
+        rows, heads, _, head_dim = q.shape
+        scale = 1.0 / math.sqrt(head_dim)
+        grouped = self._grouped(q[:, :, 0, :])  # (prompts, width, H, head_dim)
+        shared = torch.matmul(grouped.transpose(1, 2), self.keys[layer].transpose(-1, -2))  # (P, H, width, L)
+        if self.bias is not None:
+            shared = shared + self.bias
+        shared = self._rows(shared.transpose(1, 2))  # (rows, H, L)
+        own = torch.matmul(q, k.transpose(-1, -2))[:, :, 0, :]  # (rows, H, T)
+        weights = torch.softmax(torch.cat([shared, own], dim=-1) * scale, dim=-1)
+        grouped_w = self._grouped(weights[..., : self.length])  # (prompts, width, H, L)
+        out = torch.matmul(grouped_w.transpose(1, 2), self.values[layer])  # (P, H, width, head_dim)
+        out = self._rows(out.transpose(1, 2))  # (rows, H, head_dim)
+        out = out + torch.matmul(weights[:, :, None, self.length :], v)[:, :, 0, :]
+        return out[:, :, None, :]
 
 
 def _rope_tables(head_dim: int, max_len: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +255,11 @@ class _Block(nn.Module):
         if cache is not None:
             k, v = cache.append(layer, k, v)
         drop = self.dropout if self.training else 0.0
-        if attn_mask is None:
+        if cache is not None and cache.prefix is not None:
+            if t != 1 or attn_mask is not None:
+                raise ValueError("after share_prefix the cache takes one new token per row and no attention mask")
+            y = cache.prefix.attend(layer, q, k, v)
+        elif attn_mask is None:
             causal = t > 1
             y = F.scaled_dot_product_attention(q, k, v, is_causal=causal and k.shape[2] == t, dropout_p=drop)
             if causal and k.shape[2] != t:  # prefix in cache plus several new tokens

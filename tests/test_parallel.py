@@ -66,3 +66,20 @@ def test_workers_cannot_fork_workers_of_their_own():
 
     with pytest.raises(RuntimeError, match="does not nest"):
         fork_map(work, None, [range(0, 1)])
+
+
+def test_fork_map_leaves_the_collector_as_it_found_it():
+    """The parent's objects are frozen for the garbage collector only while the workers run, error or not."""
+    import gc
+
+    def work(_, part):
+        if part.start:
+            raise ValueError("bad part")
+        return gc.get_freeze_count() > 0  # the worker sees the parent's objects frozen
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(ValueError, match="bad part"):
+        fork_map(work, None, contiguous_parts(4, 2))
+    assert gc.get_freeze_count() == 0
+    assert fork_map(work, None, [range(0, 2)]) == [True]
+    assert gc.get_freeze_count() == 0

@@ -14,6 +14,7 @@ nothing but the part's arguments and its results crosses a pipe.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import warnings
 from collections.abc import Callable, Sequence
@@ -68,6 +69,10 @@ def fork_map(fn: Callable[[S, Any], T], state: S, items: Sequence[Any], what: st
     if _INHERITED is not None:
         raise RuntimeError("fork_map does not nest: a worker cannot fork workers of its own")
     _INHERITED = (fn, state)
+    # Move the parent's objects out of the garbage collector's sight while the workers run: a collection
+    # in a worker would otherwise write to every inherited object (its GC header) and so copy the parent's
+    # whole heap, page by page (slow with a large corpus or model in memory).
+    gc.freeze()
     try:
         with ProcessPoolExecutor(len(items), mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_call, item) for item in items]
@@ -85,6 +90,7 @@ def fork_map(fn: Callable[[S, Any], T], state: S, items: Sequence[Any], what: st
             return results
     finally:
         _INHERITED = None
+        gc.unfreeze()
 
 
 def _describe(item: Any) -> str:

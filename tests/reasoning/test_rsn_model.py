@@ -81,3 +81,62 @@ def test_kv_cache_select_keeps_the_chosen_rows(tiny_model):
         full = tiny_model(torch.cat([ids[rows], nxt], dim=1))[:, -1]
     assert cache.length == 8
     assert torch.allclose(stepped, full, atol=1e-5)
+
+
+def _prefill(model, ids, key_valid):
+    width = ids.shape[1]
+    cache = KVCache(model.config.n_layers, model.config.max_len + width)
+    mask = torch.ones(width, width, dtype=torch.bool).tril() & key_valid[:, None, None, :] | torch.eye(
+        width, dtype=torch.bool
+    )
+    logits = model(ids, cache=cache, attn_mask=mask)[:, -1]
+    return cache, logits
+
+
+def test_a_shared_prefix_decodes_as_copied_rows_do(tiny_model):
+    """share_prefix (each prompt's keys read once for all its rows) gives the logits of select (the prompt's
+    keys copied to every row), with left padding, and after rows are dropped so prompts keep unequal counts."""
+    vocab, width = tiny_model.config.vocab_size, 9
+    ids = torch.randint(0, vocab, (3, width))
+    key_valid = torch.ones(3, width, dtype=torch.bool)
+    key_valid[0, :4] = False  # prompt 0 is 5 tokens, left-padded
+    key_valid[2, :2] = False
+    rows_of_prompt = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    steps = torch.randint(0, vocab, (6, len(rows_of_prompt)))
+    drop_after = {2: torch.tensor([0, 2, 3, 4, 8]), 4: torch.tensor([1, 2, 4])}
+    with torch.no_grad():
+        shared, _ = _prefill(tiny_model, ids, key_valid)
+        shared.share_prefix(rows_of_prompt, key_valid)
+        copied, _ = _prefill(tiny_model, ids, key_valid)
+        copied.select(rows_of_prompt)
+        valid = key_valid[rows_of_prompt]
+        alive = torch.arange(len(rows_of_prompt))
+        layouts = []
+        for t, tokens in enumerate(steps):
+            step = tokens[alive].unsqueeze(1)
+            mask = torch.cat([valid, torch.ones(len(alive), copied.length + 1 - width, dtype=torch.bool)], 1)
+            expected = tiny_model(step, cache=copied, attn_mask=mask[:, None, None, :])[:, -1]
+            got = tiny_model(step, cache=shared)[:, -1]
+            assert torch.allclose(got, expected, atol=1e-5), f"step {t}"
+            assert shared.length == copied.length
+            layouts.append(shared.prefix.uniform)
+            if t in drop_after:
+                keep = drop_after[t]
+                shared.select(keep)
+                copied.select(keep)
+                valid, alive = valid[keep], alive[keep]
+    assert layouts == [True] * 3 + [False] * 2 + [True]  # 3/3/3 rows, 2/2/1 (ragged), 1/1/1
+
+
+def test_a_shared_prefix_refuses_what_it_cannot_do(tiny_model):
+    ids = torch.randint(0, tiny_model.config.vocab_size, (2, 4))
+    cache = KVCache(tiny_model.config.n_layers)
+    with torch.no_grad():
+        tiny_model(ids, cache=cache)
+    cache.share_prefix(torch.tensor([0, 0, 1]))
+    with pytest.raises(ValueError, match="already has a shared prefix"):
+        cache.share_prefix(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="one new token per row"):
+        tiny_model(torch.zeros(3, 2, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="grouped by prompt"):
+        cache.select(torch.tensor([2, 0]))
