@@ -155,7 +155,9 @@ def sample_specs(
     counts = {"constrained": [0, 0], "unconstrained": [0, 0]}  # [valid, total]
     gen_seconds = 0.0
     bench_start = time.time()
-    chunk = max(1, args.specs_per_batch)
+    # at most --specs-per-batch specs per batch, in batches of equal size (no small last batch that would
+    # leave the workers stepping a few rows)
+    chunk = -(-len(specs) // -(-len(specs) // max(1, args.specs_per_batch))) if specs else 1
     for first in range(0, len(specs), chunk):
         if args.max_minutes and (time.time() - bench_start) / 60 > args.max_minutes:
             print(f"time budget of {args.max_minutes} min reached after {first} of {len(specs)} specs", flush=True)
@@ -422,7 +424,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--plain-specs", type=int, default=None, help="run plain decoding on ~this many specs")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop sampling after this long")
-    parser.add_argument("--specs-per-batch", type=int, default=4, help="specs sampled together in one batch")
+    parser.add_argument(
+        "--specs-per-batch", type=int, default=4, help="at most this many specs sampled together in one batch"
+    )
     parser.add_argument("--before-stage-c", default=None, help="checkpoint to compare: the model before GRPO")
     parser.add_argument("--without-traces", default=None, help="checkpoint to compare: SFT on spec -> SMILES only")
     parser.add_argument("--proposer-specs", type=int, default=60, help="specs also run through Proposer.propose")
