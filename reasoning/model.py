@@ -162,6 +162,8 @@ class SharedPrefix:
         self._place(prompt)
 
     def _place(self, prompt: torch.Tensor) -> None:
+        if len(prompt) > 1 and bool((prompt[1:] < prompt[:-1]).any()):
+            raise ValueError("rows sharing a prefix must stay grouped by prompt (prompt indices in order)")
         self.prompt = prompt
         counts = torch.bincount(prompt, minlength=self.n_prompts)
         starts = torch.cumsum(counts, 0) - counts
@@ -186,10 +188,7 @@ class SharedPrefix:
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (their prompt order must stay non-decreasing)."""
-        prompt = self.prompt[rows]
-        if len(prompt) > 1 and bool((prompt[1:] < prompt[:-1]).any()):
-            raise ValueError("rows sharing a prefix must stay grouped by prompt")
-        self._place(prompt)
+        self._place(self.prompt[rows])
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention output ``(rows, heads, 1, head_dim)`` of one query per row over its prompt's prefix

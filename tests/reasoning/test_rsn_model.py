@@ -133,6 +133,9 @@ def test_a_shared_prefix_refuses_what_it_cannot_do(tiny_model):
     cache = KVCache(tiny_model.config.n_layers)
     with torch.no_grad():
         tiny_model(ids, cache=cache)
+    with pytest.raises(ValueError, match="grouped by prompt"):
+        cache.share_prefix(torch.tensor([1, 0]))
+    assert cache.prefix is None and cache.length == 4  # a refused call leaves the cache as it was
     cache.share_prefix(torch.tensor([0, 0, 1]))
     with pytest.raises(ValueError, match="already has a shared prefix"):
         cache.share_prefix(torch.tensor([0, 1]))
