@@ -83,3 +83,10 @@ def test_fork_map_leaves_the_collector_as_it_found_it():
     assert gc.get_freeze_count() == 0
     assert fork_map(work, None, [range(0, 2)]) == [True]
     assert gc.get_freeze_count() == 0
+    gc.freeze()  # the caller's own freeze is left alone
+    try:
+        frozen = gc.get_freeze_count()
+        assert fork_map(work, None, [range(0, 2)]) == [True]
+        assert gc.get_freeze_count() == frozen > 0
+    finally:
+        gc.unfreeze()

@@ -71,8 +71,11 @@ def fork_map(fn: Callable[[S, Any], T], state: S, items: Sequence[Any], what: st
     _INHERITED = (fn, state)
     # Move the parent's objects out of the garbage collector's sight while the workers run: a collection
     # in a worker would otherwise write to every inherited object (its GC header) and so copy the parent's
-    # whole heap, page by page (slow with a large corpus or model in memory).
-    gc.freeze()
+    # whole heap, page by page (slow with a large corpus or model in memory). A caller that froze objects
+    # itself keeps them frozen: then nothing is frozen or thawed here.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         with ProcessPoolExecutor(len(items), mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_call, item) for item in items]
@@ -90,7 +93,8 @@ def fork_map(fn: Callable[[S, Any], T], state: S, items: Sequence[Any], what: st
             return results
     finally:
         _INHERITED = None
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 
 
 def _describe(item: Any) -> str:
