@@ -25,6 +25,7 @@ Writes ``benchmarks/results/reasoning.json``.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import time
@@ -157,7 +158,8 @@ def sample_specs(
     bench_start = time.time()
     # at most --specs-per-batch specs per batch, in batches of equal size (no small last batch that would
     # leave the workers stepping a few rows)
-    chunk = -(-len(specs) // -(-len(specs) // max(1, args.specs_per_batch))) if specs else 1
+    n_batches = max(1, math.ceil(len(specs) / max(1, args.specs_per_batch)))
+    chunk = max(1, math.ceil(len(specs) / n_batches))
     for first in range(0, len(specs), chunk):
         if args.max_minutes and (time.time() - bench_start) / 60 > args.max_minutes:
             print(f"time budget of {args.max_minutes} min reached after {first} of {len(specs)} specs", flush=True)
