@@ -64,7 +64,11 @@ class KVCache:
     @property
     def length(self) -> int:
         """Tokens seen so far (the shared prefix, if any, and the rows' own tokens)."""
-        return self._length[0] + (self.prefix.length if self.prefix is not None else 0)
+        return self._length[0] + self._prefix_length
+
+    @property
+    def _prefix_length(self) -> int:
+        return self.prefix.length if self.prefix is not None else 0
 
     def share_prefix(self, rows_of_prompt: torch.Tensor, key_valid: torch.Tensor | None = None) -> None:
         """Make what the cache holds (one row per prompt) a prefix shared by several rows per prompt.
@@ -88,7 +92,7 @@ class KVCache:
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         start, t = self._length[layer], k.shape[2]
         if self._k[layer] is None:
-            room = max((self.capacity or 0) - (self.prefix.length if self.prefix is not None else 0), start + t)
+            room = max((self.capacity or 0) - self._prefix_length, start + t)
             shape = (k.shape[0], k.shape[1], room, k.shape[3])
             self._k[layer], self._v[layer] = k.new_empty(shape), v.new_empty(shape)
         elif start + t > self._k[layer].shape[2]:
@@ -193,8 +197,7 @@ class SharedPrefix:
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention output ``(rows, heads, 1, head_dim)`` of one query per row over its prompt's prefix
         and its own keys ``k, v: (rows, heads, time, head_dim)`` (all of them visible)."""
-        rows, heads, _, head_dim = q.shape
-        scale = 1.0 / math.sqrt(head_dim)
+        scale = 1.0 / math.sqrt(q.shape[-1])
         grouped = self._grouped(q[:, :, 0, :])  # (prompts, width, H, head_dim)
         shared = torch.matmul(grouped.transpose(1, 2), self.keys[layer].transpose(-1, -2))  # (P, H, width, L)
         if self.bias is not None:
