@@ -331,8 +331,10 @@ class ReasoningLM(nn.Module):
         if start + t > limit:
             raise ValueError(f"sequence of {start + t} tokens exceeds max_len {self.config.max_len}")
         if start + t > self.rope_cos.shape[0]:
-            cos, sin = _rope_tables(self.config.d_model // self.config.n_heads, limit, self.config.rope_base)
-            self.rope_cos, self.rope_sin = cos.to(self.rope_cos), sin.to(self.rope_sin)
+            # grown outside inference mode, so that training after a wide sampled batch can still use them
+            with torch.inference_mode(False):
+                cos, sin = _rope_tables(self.config.d_model // self.config.n_heads, limit, self.config.rope_base)
+                self.rope_cos, self.rope_sin = cos.to(self.rope_cos), sin.to(self.rope_sin)
         cos = self.rope_cos[start : start + t]
         sin = self.rope_sin[start : start + t]
         x = self.embed(ids)

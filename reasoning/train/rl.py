@@ -20,11 +20,12 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from reasoning.decoding import GeneratedText, SmilesBounds, generate
+from reasoning.decoding import GeneratedText, SmilesBounds, generate_many
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer, smiles_tokens
 from reasoning.traces import render_spec, restate_prefix
@@ -85,54 +86,73 @@ def grpo_step(
     reference: ReasoningLM,
     tokenizer: ReasoningTokenizer,
     optimizer: torch.optim.Optimizer,
-    spec: DesignSpec,
+    spec: DesignSpec | Sequence[DesignSpec],
     known: set[str],
     group: int = 8,
     kl_weight: float = 0.05,
     seed: int = 0,
 ) -> dict:
-    """One GRPO update on one spec: sample a group, score it with RDKit, push up the better answers."""
-    prompt = render_spec(spec)
-    elements = list(spec.elements) if spec.elements is not None else None
-    prefix = restate_prefix(prompt)  # written from the spec at inference too (CompactReasoner.ground_restate)
-    samples = generate(
+    """One GRPO update: sample a group of answers per spec, score them with RDKit, push up the better ones.
+
+    ``spec`` is one spec or several; their groups are decoded in one batch and their losses averaged into
+    one optimizer step. A group whose answers all score alike carries no relative signal and is left out
+    of the update (it is still counted in the returned rewards).
+    """
+    specs = [spec] if isinstance(spec, DesignSpec) else list(spec)
+    if not specs:
+        raise ValueError("grpo_step needs at least one spec")
+    prompts = [render_spec(s) for s in specs]
+    prefixes = [restate_prefix(p) for p in prompts]  # written from the spec at inference too (ground_restate)
+    groups = generate_many(
         model,
         tokenizer,
-        prompt,
+        prompts,
         group,
-        elements=elements,
+        elements=[list(s.elements) if s.elements is not None else None for s in specs],
         seed=seed,
         temperature=1.0,
         top_p=1.0,
-        trace_prefix=prefix,
-        bounds=SmilesBounds.from_spec(spec),  # as the Proposer decodes
+        trace_prefixes=prefixes,
+        bounds=[SmilesBounds.from_spec(s) for s in specs],  # as the Proposer decodes
     )
-    rewards = torch.tensor([reward_for(spec, s.smiles, known) for s in samples])
-    advantages = group_advantages(rewards)
-    prefix_ids = tokenizer.encode(prefix)
-    prompt_ids = tokenizer.encode(prompt, bos=True) + prefix_ids
-    answers = [_answer_ids(tokenizer, s)[len(prefix_ids) :] for s in samples]
-    model.train()
-    logp, mask = sequence_logprobs(model, prompt_ids, answers, tokenizer.pad_id)
-    with torch.no_grad():
-        ref_logp, _ = sequence_logprobs(reference, prompt_ids, answers, tokenizer.pad_id)
-    tokens = mask.sum(dim=1).clamp(min=1)
-    policy = -((advantages.unsqueeze(1) * logp * mask).sum(dim=1) / tokens).mean()
-    # k3 estimator of KL(policy || reference), always >= 0
-    log_ratio = (ref_logp - logp) * mask
-    kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1).div(tokens).mean()
-    loss = policy + kl_weight * kl
+    all_rewards, policy_terms, kl_terms, used = [], [], [], 0
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    model.train()
+    for one, prompt, prefix, samples in zip(specs, prompts, prefixes, groups, strict=True):
+        rewards = torch.tensor([reward_for(one, s.smiles, known) for s in samples])
+        all_rewards.append(rewards)
+        advantages = group_advantages(rewards)
+        if not bool(advantages.abs().gt(0).any()):
+            continue
+        used += 1
+        prefix_ids = tokenizer.encode(prefix)
+        prompt_ids = tokenizer.encode(prompt, bos=True) + prefix_ids
+        answers = [_answer_ids(tokenizer, s)[len(prefix_ids) :] for s in samples]
+        logp, mask = sequence_logprobs(model, prompt_ids, answers, tokenizer.pad_id)
+        with torch.no_grad():
+            ref_logp, _ = sequence_logprobs(reference, prompt_ids, answers, tokenizer.pad_id)
+        tokens = mask.sum(dim=1).clamp(min=1)
+        policy = -((advantages.unsqueeze(1) * logp * mask).sum(dim=1) / tokens).mean()
+        # k3 estimator of KL(policy || reference), always >= 0
+        log_ratio = (ref_logp - logp) * mask
+        kl = ((torch.exp(log_ratio) - log_ratio - 1) * mask).sum(dim=1).div(tokens).mean()
+        ((policy + kl_weight * kl) / len(specs)).backward()
+        policy_terms.append(policy.item())
+        kl_terms.append(kl.item())
+    if used:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
     model.eval()
+    rewards = torch.cat(all_rewards)
     return {
         "reward_mean": round(float(rewards.mean()), 4),
         "reward_max": round(float(rewards.max()), 4),
         "satisfied": int(sum(1 for r in rewards if r >= 3.0)),
-        "loss": round(loss.item(), 4),
-        "kl": round(kl.item(), 5),
+        "specs_satisfied": int(sum(1 for r in all_rewards if float(r.max()) >= 3.0)),
+        "specs": len(specs),
+        "groups_used": used,
+        "loss": round(sum(policy_terms) / len(specs) + kl_weight * sum(kl_terms) / len(specs), 4),
+        "kl": round(sum(kl_terms) / max(used, 1), 5),
     }
 
 
@@ -144,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--init", required=True)
     parser.add_argument("--traces", nargs="+", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--group", type=int, default=8, help="answers sampled per spec")
+    parser.add_argument("--specs-per-step", type=int, default=8, help="specs (groups) per optimizer step")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kl-weight", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -170,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
     begin = time.time()
     summary: dict = {}
     while step < args.max_steps and (time.time() - begin) / 60 < args.max_minutes:
-        spec = specs[rng.randrange(len(specs))]
+        chosen = [specs[rng.randrange(len(specs))] for _ in range(args.specs_per_step)]
         summary = {
             "step": step + 1,
             **grpo_step(
@@ -178,12 +199,13 @@ def main(argv: list[str] | None = None) -> dict:
                 reference,
                 tokenizer,
                 optimizer,
-                spec,
+                chosen,
                 known,
                 args.group,
                 args.kl_weight,
                 seed=args.seed * 100003 + step,
             ),
+            "elapsed_s": round(time.time() - begin, 1),
         }
         step += 1
         with open(log_path, "a") as fh:

@@ -143,3 +143,17 @@ def test_a_shared_prefix_refuses_what_it_cannot_do(tiny_model):
         tiny_model(torch.zeros(3, 2, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match="grouped by prompt"):
         cache.select(torch.tensor([2, 0]))
+
+
+def test_training_still_works_after_decoding_grew_the_rotary_tables():
+    torch.manual_seed(0)
+    model = ReasoningLM(ReasoningConfig(vocab_size=20, d_model=16, n_layers=1, n_heads=2, max_len=8))
+    ids = torch.randint(0, 20, (2, 6))
+    with torch.inference_mode():  # a left-padded batch may run past max_len: the tables grow here
+        cache = KVCache(1, capacity=12)
+        model(torch.randint(0, 20, (2, 11)), cache=cache)
+    assert model.rope_cos.shape[0] >= 11
+    model.train()
+    loss = model(ids).float().logsumexp(-1).mean()
+    loss.backward()  # would fail if the grown tables were inference tensors
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -82,5 +82,24 @@ def test_grpo_step_updates_the_policy(tiny_model, tokenizer):
     stats = grpo_step(tiny_model, reference, tokenizer, optimizer, spec, known=set(), group=4, seed=1)
     assert stats["reward_max"] >= 1.0  # constrained decoding: every answer is valid
     assert stats["kl"] >= 0.0
+    assert stats["groups_used"] == 1  # the group's rewards differ, so it drives the update
     changed = any(not torch.equal(a, b.detach()) for a, b in zip(before, tiny_model.parameters(), strict=True))
     assert changed
+
+
+def test_grpo_step_batches_specs_and_skips_groups_without_signal(tiny_model, tokenizer, monkeypatch):
+    import reasoning.train.rl as rl
+
+    reference = ReasoningLM(tiny_model.config)
+    reference.load_state_dict(tiny_model.state_dict())
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    small = DesignSpec(properties={"heavy_atoms": [3, 12]})
+    large = DesignSpec(properties={"heavy_atoms": [4, 14]})
+    stats = grpo_step(tiny_model, reference, tokenizer, optimizer, [small, large], known=set(), group=4, seed=1)
+    assert stats["specs"] == 2 and stats["groups_used"] >= 1
+    # answers that all score alike carry no relative signal: no group is used and nothing moves
+    monkeypatch.setattr(rl, "reward_for", lambda spec, smiles, known: 2.0)
+    before = [p.detach().clone() for p in tiny_model.parameters()]
+    stats = grpo_step(tiny_model, reference, tokenizer, optimizer, [small, large], known=set(), group=4, seed=2)
+    assert stats["groups_used"] == 0 and stats["reward_mean"] == 2.0
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, tiny_model.parameters(), strict=True))
