@@ -27,6 +27,7 @@ import torch
 from simulation.datasets import LabelledSet
 from simulation.model import EquivariantPotential, PotentialConfig, neighbour_list
 from simulation.quantize.fakequant import GAQPotential, QuantSpec, _key, quantize
+from simulation.quantize.mddq import check_bits
 from simulation.train import batches, evaluate
 
 __all__ = ["QATSchedule", "NO_SCHEDULE", "fit", "qat", "retarget_attention", "main"]
@@ -44,6 +45,10 @@ class QATSchedule:
     vector_start_bits: int = 8
     vector_target_at: float = 0.5  # vector bits reach the target here (when the target is below 8)
     vector_freeze_at: float = 0.8  # vector quantizer steps stop learning here
+    # Activations (scalar inputs and vector features) may start finer than the target and drop to it late:
+    # the weights then settle under small rounding noise and only adapt to the 8-bit grid at the end.
+    activation_start_bits: int = 0  # 0: at the target from the start (vectors: vector_start_bits)
+    activation_target_at: float = 0.0
 
     def apply(self, fq: GAQPotential, progress: float) -> dict:
         """Set bit widths / switches of ``fq`` for ``progress`` in [0, 1]; returns the state for the log."""
@@ -58,18 +63,28 @@ class QATSchedule:
             fq.weight_q[_key(name)].set_bits(bits(name))
         fq.embed_q.set_bits(bits("embedding"))
         vectors_on = progress >= self.vector_enable_at
+        fine = self.activation_start_bits and progress < self.activation_target_at
+        a_bits = max(self.activation_start_bits, spec.activation_bits) if fine else spec.activation_bits
+        for q in fq.input_q.values():
+            q.set_bits(a_bits)
         v_bits = (
             spec.activation_bits
             if progress >= self.vector_target_at
             else max(self.vector_start_bits, spec.activation_bits)
         )
+        v_bits = max(v_bits, a_bits)
         frozen = progress >= self.vector_freeze_at
         for q in fq.quantizers("vector"):
             q.enabled = vectors_on
             q.set_bits(v_bits)
             for p in q.parameters():
                 p.requires_grad_(not frozen)
-        return {"weight_bits": w_bits, "vector_bits": v_bits if vectors_on else 32, "vector_frozen": frozen}
+        return {
+            "weight_bits": w_bits,
+            "activation_bits": a_bits,
+            "vector_bits": v_bits if vectors_on else 32,
+            "vector_frozen": frozen,
+        }
 
 
 NO_SCHEDULE = QATSchedule(
@@ -272,6 +287,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--vector", default="mddq", help="mddq | mddq-sphere | naive | none")
     parser.add_argument("--no-schedule", action="store_true", help="every quantizer at target from step 0")
     parser.add_argument(
+        "--activation-start-bits",
+        type=int,
+        default=0,
+        help="activations start at this finer bit width (e.g. 16) ... (0: at the target from the start)",
+    )
+    parser.add_argument(
+        "--activation-target-at",
+        type=float,
+        default=0.0,
+        help="... and drop to --activation-bits at this fraction of the run",
+    )
+    parser.add_argument(
         "--int8-layers",
         default="",
         help="comma-separated layers whose weights stay at 8 bits (mixed precision), e.g. embedding,readout",
@@ -320,7 +347,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _log(log, {"event": "float_test", "attention": args.attention, **summary, **metrics})
         args.float_ckpt = str(model.save_pretrained(out / "float"))
     model = EquivariantPotential.from_pretrained(args.float_ckpt)
-    schedule = NO_SCHEDULE if args.no_schedule else QATSchedule()
+    if args.no_schedule and args.activation_start_bits:
+        parser.error("--no-schedule puts every quantizer at its target: drop --activation-start-bits")
+    if args.activation_start_bits:
+        check_bits(args.activation_start_bits, "activation")
+    schedule = (
+        NO_SCHEDULE
+        if args.no_schedule
+        else QATSchedule(
+            activation_start_bits=args.activation_start_bits, activation_target_at=args.activation_target_at
+        )
+    )
     _log(
         log,
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pytest
 import torch
 
 from simulation.datasets import LabelledSet
@@ -104,6 +105,29 @@ def test_qat_lowers_the_loss_on_a_tiny_model(small_model, ethanol):
     assert summary["last_loss"] < summary["first_loss"]
     assert all(q.bits == 4 for q in fq.weight_q.values())  # the schedule ends at the target widths
     assert all(q.enabled for q in fq.quantizers("vector"))
+
+
+def test_activation_schedule_starts_fine_and_ends_at_the_target(small_model, ethanol):
+    fq = _fq(small_model, ethanol)
+    schedule = QATSchedule(activation_start_bits=16, activation_target_at=0.9)
+    x = torch.linspace(-1.0, 1.0, 1001, dtype=torch.float64)[:, None]
+    q = next(iter(fq.input_q.values()))
+
+    def worst(q):
+        with torch.no_grad():
+            return float((q(x) - x).abs().max())
+
+    coarse = worst(q)
+    state = schedule.apply(fq, 0.5)
+    assert state["activation_bits"] == 16 and state["vector_bits"] == 16
+    assert all(q.bits == 16 for q in fq.input_q.values())
+    assert all(v.bits == 16 for v in fq.quantizers("vector"))
+    assert worst(q) < coarse / 100  # same range, 256x finer grid
+    state = schedule.apply(fq, 0.95)
+    assert state["activation_bits"] == 8 and state["vector_bits"] == 8
+    assert all(q.bits == 8 for q in [*fq.input_q.values(), *fq.quantizers("vector")])
+    assert worst(q) == pytest.approx(coarse, rel=1e-9)  # back on the calibrated 8-bit grid
+    assert QATSchedule().apply(fq, 0.0)["activation_bits"] == 8  # default: at the target throughout
 
 
 def test_distilled_frames_take_the_teacher_labels_at_jittered_positions(small_model, ethanol):
