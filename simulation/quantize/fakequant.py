@@ -1,9 +1,10 @@
 """The fake-quantized potential used for calibration and quantization-aware training (QAT).
 
 :class:`GAQPotential` wraps a float :class:`~simulation.model.EquivariantPotential` (whose parameters it trains)
-and adds, for every linear layer, a per-output-channel weight quantizer and a per-tensor 8-bit input
-quantizer, and for the vector features the quantizer of the chosen method (MDDQ for GAQ, per-component for the
-naive baseline). Forces stay ``-dE/dx`` by autograd through the fake-quant graph (straight-through rounding).
+and adds, for every linear layer, a per-output-channel weight quantizer and an 8-bit input quantizer (a
+static per-tensor step, or with ``activation_scale="row"`` a dynamic step per row), and for the vector
+features the quantizer of the chosen method (MDDQ for GAQ, per-component for the naive baseline). Forces
+stay ``-dE/dx`` by autograd through the fake-quant graph (straight-through rounding).
 
 >>> spec = QuantSpec(weight_bits=4, activation_bits=8, vector="mddq")
 >>> float_model = EquivariantPotential.from_pretrained("simulation/checkpoints/ethanol")  # doctest: +SKIP
@@ -23,8 +24,10 @@ from torch import Tensor, nn
 from simulation.model import EquivariantPotential, neighbour_list
 from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vector_keys
 from simulation.quantize.mddq import (
+    ACTIVATION_SCALES,
     VECTOR_METHODS,
     QuantizationError,
+    RowQuantizer,
     ScalarQuantizer,
     check_bits,
     vector_quantizer,
@@ -43,10 +46,17 @@ class QuantSpec:
     # Layers whose weights stay at 8 bits (mixed precision): a name matches when it equals or ends with an
     # entry after a dot, e.g. "embedding", "readout.3", "value_radial" (every message block's).
     int8_layers: tuple[str, ...] = ()
+    # Scalar linear inputs: "tensor" (one static step per input, calibrated then learned) or "row" (a dynamic
+    # step per row, i.e. per atom or per pair, from that row's largest magnitude)
+    activation_scale: str = "tensor"
 
     def __post_init__(self) -> None:
         check_bits(self.weight_bits, "weight")
         check_bits(self.activation_bits, "activation")
+        if self.activation_scale not in ACTIVATION_SCALES:
+            raise QuantizationError(
+                f"activation scale {self.activation_scale!r}", f"unknown; choose one of {', '.join(ACTIVATION_SCALES)}"
+            )
         if self.vector not in VECTOR_METHODS:
             raise QuantizationError(
                 f"vector method {self.vector!r}", f"unknown; choose one of {', '.join(VECTOR_METHODS)}"
@@ -69,7 +79,11 @@ class QuantSpec:
 
     @property
     def name(self) -> str:
-        return f"W{self.weight_bits}A{self.activation_bits}" + ("-mixed" if self.int8_layers else "")
+        return (
+            f"W{self.weight_bits}A{self.activation_bits}"
+            + ("-mixed" if self.int8_layers else "")
+            + ("-row" if self.activation_scale == "row" else "")
+        )
 
 
 _VECTOR_INPUT = (".mix_u", ".mix_v")  # linear layers acting on vector channels
@@ -96,8 +110,9 @@ class GAQPotential(QuantizedGraphInterface, nn.Module):
                 for n, m in self._linears.items()
             }
         )
+        input_quantizer = RowQuantizer if spec.activation_scale == "row" else ScalarQuantizer
         self.input_q = nn.ModuleDict(
-            {_key(n): ScalarQuantizer(spec.activation_bits) for n in self._linears if not n.endswith(_VECTOR_INPUT)}
+            {_key(n): input_quantizer(spec.activation_bits) for n in self._linears if not n.endswith(_VECTOR_INPUT)}
         )
         self.embed_q = ScalarQuantizer(spec.bits_for("embedding"), model.embedding.num_embeddings, kind="weight")
         self.vector_q = nn.ModuleDict(

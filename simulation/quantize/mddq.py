@@ -38,6 +38,9 @@ __all__ = [
     "check_bits",
     "round_ste",
     "ScalarQuantizer",
+    "RowQuantizer",
+    "row_fake_quant",
+    "ACTIVATION_SCALES",
     "MDDQ",
     "NaiveVectorQuantizer",
     "fibonacci_sphere",
@@ -162,6 +165,43 @@ class ScalarQuantizer(nn.Module):
         scale = 1.0 / math.sqrt(max(n, 1) * self.qmax)
         step = self.step.abs().clamp_min(1e-12)
         return fake_quant(x, step, self.qmin, self.qmax, scale if self.training else None)
+
+
+ACTIVATION_SCALES = ("tensor", "row")
+
+
+def row_fake_quant(x: Tensor, bits: int) -> Tensor:
+    """Signed ``bits``-bit fake quantization of ``x`` with one step per row (last dimension), set on the fly.
+
+    Each row (one atom's or one pair's features) gets the step ``max|x_row| / qmax``: dynamic per-token
+    scaling, as int8 matmuls with a per-row activation scale compute it. The step is treated as a
+    constant for gradients, and rounding is straight-through.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    step = (x.detach().abs().amax(-1, keepdim=True) / qmax).clamp_min(1e-12)
+    return torch.clamp(round_ste(x / step), -qmax - 1, qmax) * step
+
+
+class RowQuantizer(nn.Module):
+    """Activation quantizer with a dynamic per-row step (:func:`row_fake_quant`); nothing to calibrate or learn."""
+
+    def __init__(self, bits: int = 8):
+        super().__init__()
+        self.kind = "activation"
+        self.bits = check_bits(bits, "activation")
+        self.enabled = True
+
+    def set_bits(self, bits: int) -> None:
+        self.bits = check_bits(bits, self.kind)
+
+    def calibrate(self, x: Tensor, *, mse: bool = False) -> None:  # noqa: ARG002 - the step is set per call
+        """Nothing to set: the step comes from each row as it is quantized."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return row_fake_quant(x, self.bits) if self.enabled else x
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, step=max|row|/{2 ** (self.bits - 1) - 1}"
 
 
 def fibonacci_sphere(n: int) -> Tensor:

@@ -6,7 +6,8 @@ A packed checkpoint folder holds ``config.json`` (the float :class:`~simulation.
 * ``<name>.qweight`` — ``uint8 (out, ceil(in / 2))`` for 4 bits (low nibble = even column, value + 8) or
   ``int8 (out, in)`` for 8 bits;
 * ``<name>.wscale`` — ``float32 (out,)`` per-output-channel step, so ``W = q * wscale[:, None]``;
-* ``<name>.astep`` — ``float32 ()`` the calibrated step of the 8-bit input quantizer (scalar inputs only);
+* ``<name>.astep`` — ``float32 ()`` the calibrated step of the 8-bit input quantizer (scalar inputs only, and
+  only with per-tensor activation steps: per-row steps are set from each row at run time);
 * ``<name>.bias`` — float32, as in the float model;
 
 the embedding likewise (``embedding.qweight`` / ``embedding.wscale``, one scale per element row), the vector
@@ -91,7 +92,7 @@ def packed_state(fq: GAQPotential) -> dict[str, Tensor]:
         state[name + ".wscale"] = step
         if layer.bias is not None:
             state[name + ".bias"] = layer.bias.detach().float()
-        if not name.endswith(_VECTOR_INPUT):
+        if not name.endswith(_VECTOR_INPUT) and spec.activation_scale == "tensor":
             state[name + ".astep"] = fq.input_q[_key(name)].step.detach().abs().clamp_min(1e-12).float().reshape(())
     step = fq.embed_q.step.detach().abs().clamp_min(1e-12).float()
     state["embedding.qweight"] = _pack_weight(model.embedding.weight.detach().float(), step, spec.bits_for("embedding"))
@@ -134,7 +135,9 @@ def save_packed(fq: GAQPotential, folder: str | os.PathLike, extra: dict | None 
         **asdict(fq.spec),
         "weight_granularity": "per output channel"
         + (f"; {', '.join(fq.spec.int8_layers)} at 8 bits" if fq.spec.int8_layers else ""),
-        "activation_granularity": "per tensor (static, calibrated)",
+        "activation_granularity": "per tensor (static, calibrated)"
+        if fq.spec.activation_scale == "tensor"
+        else "per row (dynamic: max |row| / 127 per atom or pair)",
         "packed_bytes": state_dict_bytes(state),
         **(extra or {}),
     }
@@ -156,7 +159,7 @@ def expected_shapes(config: PotentialConfig, spec: QuantSpec) -> dict[str, tuple
         shapes[name + ".wscale"] = (layer.out_features,)
         if layer.bias is not None:
             shapes[name + ".bias"] = (layer.out_features,)
-        if not name.endswith(_VECTOR_INPUT):
+        if not name.endswith(_VECTOR_INPUT) and spec.activation_scale == "tensor":
             shapes[name + ".astep"] = ()
     n_el, f = reference.embedding.weight.shape
     shapes["embedding.qweight"] = (n_el, (f + 1) // 2 if spec.bits_for("embedding") == 4 else f)
@@ -223,4 +226,5 @@ def spec_of(quant: dict) -> QuantSpec:
         int(quant["activation_bits"]),
         str(quant["vector"]),
         tuple(quant.get("int8_layers", ())),
+        str(quant.get("activation_scale", "tensor")),
     )

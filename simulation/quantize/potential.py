@@ -192,8 +192,11 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         bias = getattr(self, bias) if bias is not None else None
         if vector or self.activations == "float":
             return nnf.linear(x, self.weight(name, x.dtype), bias)
-        step = self.tensor(name + ".astep").to(x.dtype)
         qmin, qmax = -(2 ** (self.spec.activation_bits - 1)), 2 ** (self.spec.activation_bits - 1) - 1
+        if self.spec.activation_scale == "row":  # dynamic: one step per row (atom or pair)
+            step = (x.detach().abs().amax(-1, keepdim=True) / qmax).clamp_min(1e-12)
+        else:
+            step = self.tensor(name + ".astep").to(x.dtype)
         weight = self.weight(name, x.dtype)
         if self.kernel == "int8" and self.spec.activation_bits == 8 and x.ndim == 2 and x.shape[0] > 16:
             out = weight.shape[0]

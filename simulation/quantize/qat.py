@@ -285,6 +285,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--weight-bits", type=int, default=4)
     parser.add_argument("--activation-bits", type=int, default=8)
     parser.add_argument("--vector", default="mddq", help="mddq | mddq-sphere | naive | none")
+    parser.add_argument(
+        "--activation-scale",
+        choices=("tensor", "row"),
+        default="tensor",
+        help="scalar inputs: one static step per tensor, or a dynamic step per row (atom or pair)",
+    )
     parser.add_argument("--no-schedule", action="store_true", help="every quantizer at target from step 0")
     parser.add_argument(
         "--activation-start-bits",
@@ -323,7 +329,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     spec = QuantSpec(
-        args.weight_bits, args.activation_bits, args.vector, tuple(filter(None, args.int8_layers.split(",")))
+        args.weight_bits,
+        args.activation_bits,
+        args.vector,
+        tuple(filter(None, args.int8_layers.split(","))),
+        args.activation_scale,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

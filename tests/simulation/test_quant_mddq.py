@@ -130,3 +130,28 @@ def test_mddq_in_local_frames_commutes_with_rotations_exactly(ethanol):
             vr = torch.einsum("ab,nbf->naf", r, v)
             diff = q(vr, frames_of(x @ r.T)) - torch.einsum("ab,nbf->naf", r, base)
             assert float(diff.abs().max()) < 1e-9  # the grid turns with the molecule
+
+
+def test_row_quantizer_gives_each_row_its_own_grid():
+    from simulation.quantize.mddq import RowQuantizer, ScalarQuantizer
+
+    x = torch.tensor([[100.0, -3.0, 0.5], [0.02, -0.01, 0.005]])
+    row = RowQuantizer(8)
+    q = row(x)
+    for r in range(2):  # every row is rounded on a grid of its own largest magnitude / 127
+        step = float(x[r].abs().max()) / 127
+        assert float((q[r] - x[r]).abs().max()) <= step / 2 + 1e-9
+        assert float(q[r].abs().max()) == pytest.approx(float(x[r].abs().max()))
+    tensor = ScalarQuantizer(8)
+    tensor.calibrate(x)
+    assert bool((tensor(x)[1] == 0).all())  # one step for the whole tensor: the small row is lost
+    assert bool((q[1] != 0).all())
+    row.set_bits(4)
+    assert row.bits == 4 and float((row(x)[0] - x[0]).abs().max()) <= 100.0 / 7 / 2 + 1e-6
+    with pytest.raises(QuantizationError, match="supported activation bit widths"):
+        row.set_bits(3)
+
+
+def test_unknown_activation_scale_is_refused():
+    with pytest.raises(QuantizationError, match="tensor, row"):
+        QuantSpec(4, 8, "mddq", activation_scale="channel")

@@ -59,8 +59,9 @@ def test_w4a8_forces_integrate_to_the_quantized_energy_change(small_model, ethan
     assert abs(change - work) < 0.25 * abs(change) + 1e-3
 
 
-def test_quantized_energy_is_rotation_and_permutation_invariant(small_model, ethanol):
-    fq = _fq(small_model, ethanol)
+@pytest.mark.parametrize("scale", ["tensor", "row"])
+def test_quantized_energy_is_rotation_and_permutation_invariant(small_model, ethanol, scale):
+    fq = _fq(small_model, ethanol, QuantSpec(4, 8, "mddq", activation_scale=scale))
     z, x = torch.as_tensor(ethanol[0]), torch.as_tensor(ethanol[1])
     e0, f0 = fq.energy_and_forces(z, x)
     perm = torch.as_tensor(np.random.default_rng(1).permutation(len(z)))

@@ -114,6 +114,32 @@ def test_shipped_w4a8_names_load_and_predict(ethanol):
     assert np.isfinite(energy) and np.isfinite(forces).all()
 
 
+def test_row_scaled_activations_pack_without_steps_and_match_the_fake_quant_model(small_model, ethanol, tmp_path):
+    spec = QuantSpec(4, 8, "mddq", activation_scale="row")
+    fq = quantize(small_model, spec, _calibration(ethanol))
+    folder = save_packed(fq, tmp_path / "row")
+    _, quant, state = load_packed(folder)
+    assert quant["activation_scale"] == "row" and "per row" in quant["activation_granularity"]
+    assert not any(k.endswith(".astep") for k in state)  # nothing static to store: steps come from each row
+    numbers, positions = ethanol
+    rng = np.random.default_rng(4)
+    frames = 3  # enough pairs for the int8 kernel path
+    z = torch.as_tensor(numbers).long().repeat(frames)
+    x = torch.as_tensor(np.concatenate([positions + rng.normal(0, 0.05, positions.shape) for _ in range(frames)]))
+    batch = torch.arange(frames).repeat_interleave(len(numbers))
+    e_ref, f_ref = fq.energy_and_forces(z, x.float(), batch, n_graphs=frames)
+    for kernel in KERNELS:
+        qp = QuantizedPotential.from_pretrained(folder, kernel=kernel)
+        assert qp.spec.activation_scale == "row"
+        e, f = qp.energy_and_forces(z, x.float(), batch, n_graphs=frames)
+        assert torch.allclose(e, e_ref, atol=1e-5), kernel
+        assert torch.allclose(f, f_ref, atol=1e-4), kernel
+    tensor_folder = save_packed(quantize(small_model, QuantSpec(4, 8, "mddq"), _calibration(ethanol)), tmp_path / "t")
+    per_tensor = QuantizedPotential.from_pretrained(tensor_folder)
+    e_tensor, _ = per_tensor.energy_and_forces(z, x.float(), batch, n_graphs=frames)
+    assert not torch.allclose(e_tensor, e_ref, atol=1e-6)  # the two modes really round differently
+
+
 def test_mixed_precision_keeps_the_named_layers_at_8_bits(small_model, ethanol, tmp_path):
     from simulation.quantize.mddq import QuantizationError
     from simulation.quantize.qat import QATSchedule
