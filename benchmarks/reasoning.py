@@ -341,7 +341,9 @@ def proposer_run(
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    reasoner = CompactReasoner.from_pretrained(args.checkpoint, temperature=args.temperature, top_p=args.top_p)
+    reasoner = CompactReasoner.from_pretrained(
+        args.checkpoint, temperature=args.temperature, top_p=args.top_p, ground_estimates=args.ground_estimates
+    )
     train_smiles = [r["smiles"] for path in args.traces for r in read_traces(path)]
     corpus = TrainingCorpus(train_smiles)
     specs = handwritten_specs() + held_out_specs(args.held_out, args.seed)
@@ -362,6 +364,7 @@ def run(args: argparse.Namespace) -> dict:
         "temperature": args.temperature,
         "top_p": args.top_p,
         "ground_restate": reasoner.ground_restate,
+        "ground_estimates": reasoner.ground_estimates,
         "spec_bounds": args.spec_bounds,
         "training_molecules": len(corpus.index),
     }
@@ -391,7 +394,11 @@ def run(args: argparse.Namespace) -> dict:
             not_measured[label] = f"no --{label.replace('_', '-')} checkpoint given"
             continue
         other = CompactReasoner.from_pretrained(
-            folder, temperature=args.temperature, top_p=args.top_p, ground_restate=restate
+            folder,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            ground_restate=restate,
+            ground_estimates=args.ground_estimates,
         )
         summary = summarize(sample_specs(other, specs, corpus, args, plain=False), corpus)
         figures[label] = {
@@ -437,6 +444,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fcd-reference", type=int, default=2000, help="ChEMBL drugs used as the FCD reference")
     parser.add_argument(
         "--no-spec-bounds", dest="spec_bounds", action="store_false", help="decode without SmilesBounds"
+    )
+    parser.add_argument(
+        "--no-ground-estimates",
+        dest="ground_estimates",
+        action="store_false",
+        help="let the model write its running estimates (no RDKit grounding)",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

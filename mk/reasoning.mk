@@ -57,7 +57,7 @@ train-reasoning-align: $(STAMP)
 
 train-reasoning-rl: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --specs-per-step 1 --max-minutes 240
+		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --specs-per-step 1 --no-ground-estimates --max-minutes 240
 
 ship-reasoning:
 	mkdir -p $(RSN_CKPT)

@@ -775,6 +775,7 @@ def generate(
     seed: int = 0,
     trace_prefix: str = "",
     bounds: SmilesBounds | None = None,
+    ground_estimates: bool = False,
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
 
@@ -804,6 +805,7 @@ def generate(
         seed=seed,
         trace_prefixes=[trace_prefix],
         bounds=[bounds],
+        ground_estimates=ground_estimates,
     )[0]
 
 
@@ -825,6 +827,7 @@ def generate_many(
     bounds: Sequence[SmilesBounds | None] | None = None,
     width: int | None = None,
     first_prompt: int = 0,
+    ground_estimates: bool = False,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
     padding is masked out of attention; rotary positions make the shift harmless in exact arithmetic).
@@ -841,6 +844,10 @@ def generate_many(
     only at rounding level: the padding shifts the rotary positions. To decode a
     contiguous part of a larger batch exactly as the whole batch would, pass the whole batch's ``width``
     and the index of the part's first prompt as ``first_prompt``.
+
+    With ``ground_estimates`` the running estimates of the trace's build steps (the numbers after each
+    ``gives``) are computed with RDKit from the partial molecule and written for the model
+    (:class:`~reasoning.grounding.TraceGrounder`) instead of sampled.
 
     Each step masks and top-p filters the distributions of all constrained rows together, then samples
     them row by row; the tokens and random draws are those of :func:`_next_smiles_token` applied to
@@ -903,6 +910,12 @@ def generate_many(
     done = [False] * n
     forced = [False] * n
     forced_queue: list[list[str]] = [[] for _ in range(n)]
+    trace_queue: list[list[int]] = [[] for _ in range(n)]  # trace tokens to write instead of sampling
+    grounders = None
+    if ground_estimates:
+        from reasoning.grounding import TraceGrounder
+
+        grounders = [TraceGrounder.for_prompt(prompts[row // n_prompt_rows]) for row in range(n)]
 
     active = list(range(n))  # the rows still in the batch, in batch order
     # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
@@ -926,12 +939,19 @@ def generate_many(
                 continue
             if not in_smiles[row]:
                 written = len(trace_ids[row]) - len(prefix_ids[row // n_prompt_rows])
-                token_id = free[pos] if written < trace_limits[row // n_prompt_rows] else tokenizer.smiles_start_id
+                if written >= trace_limits[row // n_prompt_rows]:
+                    token_id = tokenizer.smiles_start_id
+                elif trace_queue[row]:
+                    token_id = trace_queue[row].pop(0)
+                else:
+                    token_id = free[pos]
                 next_ids.append(token_id)
                 if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
                 else:
                     trace_ids[row].append(token_id)
+                    if grounders is not None:
+                        trace_queue[row].extend(_token_ids(tokenizer, grounders[row].push(tokenizer.tokens[token_id])))
                 continue
             if not constrained:
                 token_id = free[pos]
@@ -978,6 +998,12 @@ def generate_many(
         for row in range(n)
     ]
     return [results[i * n_prompt_rows : (i + 1) * n_prompt_rows] for i in range(n_prompts)]
+
+
+def _token_ids(tokenizer: ReasoningTokenizer, tokens: list[str]) -> list[int]:
+    """Ids of ``tokens``; none at all if any is missing from the vocabulary (then nothing is forced)."""
+    ids = [tokenizer.index.get(t) for t in tokens]
+    return [] if any(i is None for i in ids) else ids
 
 
 def _sample_rows(

@@ -41,6 +41,8 @@ class CompactReasoner:
     With ``ground_restate`` (the default) the first reasoning step, the restatement of the constraints,
     is written from the prompt's spec instead of sampled: it is a copy by definition, so the trace
     always restates the request truly and the model spends its samples on the design steps.
+    With ``ground_estimates`` (the default) the running estimates after each build step are computed
+    with RDKit from the partial molecule (:mod:`reasoning.grounding`) rather than sampled.
     """
 
     name = "compact"
@@ -56,6 +58,7 @@ class CompactReasoner:
         max_smiles_tokens: int = 80,
         threads: int | None = 1,
         ground_restate: bool = True,
+        ground_estimates: bool = True,
         workers: int = 1,
     ):
         _check_workers(workers)
@@ -71,6 +74,7 @@ class CompactReasoner:
         self.max_smiles_tokens = max_smiles_tokens
         self.threads = threads
         self.ground_restate = ground_restate
+        self.ground_estimates = ground_estimates
         self.workers = workers
 
     @classmethod
@@ -122,6 +126,7 @@ class CompactReasoner:
             seed=seed,
             trace_prefix=self._prefix(prompt),
             bounds=bounds,
+            ground_estimates=self.ground_estimates,
         )
 
     def _prefix(self, prompt: str) -> str:
@@ -192,6 +197,7 @@ class CompactReasoner:
             bounds=task.bounds[part.start : part.stop],
             width=task.width,
             first_prompt=part.start,
+            ground_estimates=self.ground_estimates,
         )
         if task.judge is None:
             return decoded

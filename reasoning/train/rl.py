@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from reasoning.decoding import GeneratedText, SmilesBounds, generate_many
+from reasoning.grounding import forced_positions
 from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer, smiles_tokens
 from reasoning.traces import render_spec, restate_prefix
@@ -91,12 +92,15 @@ def grpo_step(
     group: int = 8,
     kl_weight: float = 0.05,
     seed: int = 0,
+    ground_estimates: bool = False,
 ) -> dict:
     """One GRPO update: sample a group of answers per spec, score them with RDKit, push up the better ones.
 
     ``spec`` is one spec or several; their groups are decoded in one batch and their losses averaged into
     one optimizer step. A group whose answers all score alike carries no relative signal and is left out
-    of the update (it is still counted in the returned rewards).
+    of the update (it is still counted in the returned rewards). With ``ground_estimates`` the answers are
+    decoded as :class:`~reasoning.backends.compact.CompactReasoner` decodes by default, and the estimate
+    tokens RDKit wrote (not the policy) are left out of the loss.
     """
     specs = [spec] if isinstance(spec, DesignSpec) else list(spec)
     if not specs:
@@ -114,6 +118,7 @@ def grpo_step(
         top_p=1.0,
         trace_prefixes=prefixes,
         bounds=[SmilesBounds.from_spec(s) for s in specs],  # as the Proposer decodes
+        ground_estimates=ground_estimates,
     )
     all_rewards, policy_terms, kl_terms, used = [], [], [], 0
     optimizer.zero_grad(set_to_none=True)
@@ -129,6 +134,12 @@ def grpo_step(
         prompt_ids = tokenizer.encode(prompt, bos=True) + prefix_ids
         answers = [_answer_ids(tokenizer, s)[len(prefix_ids) :] for s in samples]
         logp, mask = sequence_logprobs(model, prompt_ids, answers, tokenizer.pad_id)
+        if ground_estimates:  # the grounded numbers were written for the policy: no credit or blame for them
+            for row, answer in enumerate(answers):
+                written = forced_positions(prompt, [tokenizer.tokens[i] for i in answer])
+                for k, was_forced in enumerate(written):
+                    if was_forced and len(prompt_ids) - 1 + k < mask.shape[1]:
+                        mask[row, len(prompt_ids) - 1 + k] = 0.0
         with torch.no_grad():
             ref_logp, _ = sequence_logprobs(reference, prompt_ids, answers, tokenizer.pad_id)
         tokens = mask.sum(dim=1).clamp(min=1)
@@ -166,6 +177,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True)
     parser.add_argument("--group", type=int, default=8, help="answers sampled per spec")
     parser.add_argument("--specs-per-step", type=int, default=8, help="specs (groups) per optimizer step")
+    parser.add_argument(
+        "--no-ground-estimates",
+        dest="ground_estimates",
+        action="store_false",
+        help="sample the running estimates too (the shipped reasoner grounds them with RDKit)",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kl-weight", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -204,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.group,
                 args.kl_weight,
                 seed=args.seed * 100003 + step,
+                ground_estimates=args.ground_estimates,
             ),
             "elapsed_s": round(time.time() - begin, 1),
         }
