@@ -446,10 +446,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--no-spec-bounds", dest="spec_bounds", action="store_false", help="decode without SmilesBounds"
     )
     parser.add_argument(
-        "--no-ground-estimates",
-        dest="ground_estimates",
-        action="store_false",
-        help="let the model write its running estimates (no RDKit grounding)",
+        "--ground-estimates",
+        action="store_true",
+        help="write the trace's running estimates with RDKit instead of sampling them",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

@@ -18,7 +18,7 @@ RSN_BUILD := build/reasoning
 RSN_CKPT  := reasoning/checkpoints/compact
 RSN_SFT   := $(RSN_BUILD)/sft
 RSN_ALIGN_STEPS ?= 384
-RSN_RL_STEPS ?= 340
+RSN_RL_STEPS ?= 275
 RSN_ENV   := OMP_NUM_THREADS=1
 RSN_MOSES ?= 15000
 RSN_TRACES ?= 9600  # traces kept per shard (the shipped model saw 2 x 9600)
@@ -57,7 +57,7 @@ train-reasoning-align: $(STAMP)
 
 train-reasoning-rl: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --specs-per-step 1 --no-ground-estimates --max-minutes 240
+		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --max-minutes 240
 
 ship-reasoning:
 	mkdir -p $(RSN_CKPT)

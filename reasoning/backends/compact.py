@@ -41,8 +41,9 @@ class CompactReasoner:
     With ``ground_restate`` (the default) the first reasoning step, the restatement of the constraints,
     is written from the prompt's spec instead of sampled: it is a copy by definition, so the trace
     always restates the request truly and the model spends its samples on the design steps.
-    With ``ground_estimates`` (the default) the running estimates after each build step are computed
-    with RDKit from the partial molecule (:mod:`reasoning.grounding`) rather than sampled.
+    With ``ground_estimates`` the running estimates after each build step are computed with RDKit from
+    the partial molecule (:mod:`reasoning.grounding`) rather than sampled. It is off by default: on the
+    benchmark it moved satisfaction by no more than the sampling noise and cost about 14% of the rate.
     """
 
     name = "compact"
@@ -58,7 +59,7 @@ class CompactReasoner:
         max_smiles_tokens: int = 80,
         threads: int | None = 1,
         ground_restate: bool = True,
-        ground_estimates: bool = True,
+        ground_estimates: bool = False,
         workers: int = 1,
     ):
         _check_workers(workers)

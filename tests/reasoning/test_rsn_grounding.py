@@ -119,8 +119,7 @@ def test_forced_positions_mark_what_the_grounder_wrote():
 
 @pytest.mark.skipif(not (default_checkpoint() / "model.safetensors").exists(), reason="no shipped checkpoint")
 def test_grounded_decoding_writes_true_estimates():
-    reasoner = CompactReasoner.from_pretrained()
-    assert reasoner.ground_estimates
+    reasoner = CompactReasoner.from_pretrained(ground_estimates=True)
     spec = DesignSpec(properties={"mw": [250, 400], "tpsa": [40, 90]}, require=["C(=O)N"])
     prompt = render_spec(spec)
     samples = reasoner.generate(prompt, 6, seed=3, bounds=SmilesBounds.from_spec(spec))
