@@ -99,8 +99,8 @@ def grpo_step(
     ``spec`` is one spec or several; their groups are decoded in one batch and their losses averaged into
     one optimizer step. A group whose answers all score alike carries no relative signal and is left out
     of the update (it is still counted in the returned rewards). With ``ground_estimates`` the answers are
-    decoded as :class:`~reasoning.backends.compact.CompactReasoner` decodes by default, and the estimate
-    tokens RDKit wrote (not the policy) are left out of the loss.
+    decoded with RDKit-grounded running estimates (``CompactReasoner(ground_estimates=True)``), and the
+    estimate tokens RDKit wrote (not the policy) are left out of the loss.
     """
     specs = [spec] if isinstance(spec, DesignSpec) else list(spec)
     if not specs:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--no-ground-estimates",
         dest="ground_estimates",
         action="store_false",
-        help="sample the running estimates too (the shipped reasoner grounds them with RDKit)",
+        help="sample the running estimates too (the shipped stage (c) model was trained with them grounded)",
     )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kl-weight", type=float, default=0.05)
