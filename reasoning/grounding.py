@@ -39,10 +39,7 @@ def running_properties(property_names) -> list[str]:
 
 
 def _parse(smiles: str) -> Chem.Mol | None:
-    if not smiles or len(smiles) > 200:
-        return None
-    mol = Chem.MolFromSmiles(smiles, sanitize=True)
-    return mol
+    return Chem.MolFromSmiles(smiles) if smiles and len(smiles) <= 200 else None
 
 
 def attach(partial: Chem.Mol, fragment: Chem.Mol, anchors: list[int]) -> Chem.Mol | None:
@@ -61,18 +58,19 @@ def attach(partial: Chem.Mol, fragment: Chem.Mol, anchors: list[int]) -> Chem.Mo
     offset = partial.GetNumAtoms()
     # A doubly bonded O/N on a non-aromatic S or P raises its valence (thioether -> sulfoxide -> sulfone) and
     # takes no hydrogen: that is where the teacher's "=O" steps most often go, so such atoms come first.
-    expandable = [
-        i
-        for i in anchors
-        if order == 2
-        and fragment.GetAtomWithIdx(inner).GetSymbol() in ("O", "N")
-        and partial.GetAtomWithIdx(i).GetSymbol() in ("S", "P")
-        and not partial.GetAtomWithIdx(i).GetIsAromatic()
-        and partial.GetAtomWithIdx(i).GetTotalValence() < (6 if partial.GetAtomWithIdx(i).GetSymbol() == "S" else 5)
-    ]
-    for anchor in [*expandable, *anchors]:
+    expandable = []
+    if order == 2 and fragment.GetAtomWithIdx(inner).GetSymbol() in ("O", "N"):
+        max_valence = {"S": 6, "P": 5}
+        for i in anchors:
+            atom = partial.GetAtomWithIdx(i)
+            limit = max_valence.get(atom.GetSymbol())
+            if limit is not None and not atom.GetIsAromatic() and atom.GetTotalValence() < limit:
+                expandable.append(i)
+    grown = set(expandable)
+    # the expandable atoms first, as such; every other anchor after, once, taking hydrogens
+    for anchor in [*expandable, *(i for i in anchors if i not in grown)]:
         atom = partial.GetAtomWithIdx(anchor)
-        grows = anchor in expandable
+        grows = anchor in grown
         if not grows and (atom.GetTotalNumHs() < order or (order > 1 and atom.GetIsAromatic())):
             continue
         rw = Chem.RWMol(Chem.CombineMols(partial, fragment))

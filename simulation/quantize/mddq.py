@@ -40,6 +40,7 @@ __all__ = [
     "ScalarQuantizer",
     "RowQuantizer",
     "row_fake_quant",
+    "row_step",
     "ACTIVATION_SCALES",
     "MDDQ",
     "NaiveVectorQuantizer",
@@ -178,8 +179,13 @@ def row_fake_quant(x: Tensor, bits: int) -> Tensor:
     constant for gradients, and rounding is straight-through.
     """
     qmax = 2 ** (bits - 1) - 1
-    step = (x.detach().abs().amax(-1, keepdim=True) / qmax).clamp_min(1e-12)
+    step = row_step(x, bits)
     return torch.clamp(round_ste(x / step), -qmax - 1, qmax) * step
+
+
+def row_step(x: Tensor, bits: int) -> Tensor:
+    """The per-row step of :func:`row_fake_quant`: ``max|x_row| / qmax`` (detached), shape ``(..., 1)``."""
+    return (x.detach().abs().amax(-1, keepdim=True) / (2 ** (bits - 1) - 1)).clamp_min(1e-12)
 
 
 class RowQuantizer(nn.Module):

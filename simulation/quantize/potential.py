@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from simulation.model import EquivariantPotential, PotentialConfig
 from simulation.quantize.fakequant import QuantSpec, _key
 from simulation.quantize.graph import QuantizedGraphInterface, linear_names, vector_keys
-from simulation.quantize.mddq import QuantizationError, fake_quant, vector_quantizer
+from simulation.quantize.mddq import QuantizationError, fake_quant, row_step, vector_quantizer
 from simulation.quantize.pack import check_state, load_packed, spec_of, unpack_int4
 
 __all__ = ["QuantizedPotential", "KERNELS", "ACTIVATIONS"]
@@ -194,7 +194,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
             return nnf.linear(x, self.weight(name, x.dtype), bias)
         qmin, qmax = -(2 ** (self.spec.activation_bits - 1)), 2 ** (self.spec.activation_bits - 1) - 1
         if self.spec.activation_scale == "row":  # dynamic: one step per row (atom or pair)
-            step = (x.detach().abs().amax(-1, keepdim=True) / qmax).clamp_min(1e-12)
+            step = row_step(x, self.spec.activation_bits)
         else:
             step = self.tensor(name + ".astep").to(x.dtype)
         weight = self.weight(name, x.dtype)

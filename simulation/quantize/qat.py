@@ -27,7 +27,7 @@ import torch
 from simulation.datasets import LabelledSet
 from simulation.model import EquivariantPotential, PotentialConfig, neighbour_list
 from simulation.quantize.fakequant import GAQPotential, QuantSpec, _key, quantize
-from simulation.quantize.mddq import check_bits
+from simulation.quantize.mddq import ACTIVATION_SCALES, check_bits
 from simulation.train import batches, evaluate
 
 __all__ = ["QATSchedule", "NO_SCHEDULE", "fit", "qat", "retarget_attention", "main"]
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--vector", default="mddq", help="mddq | mddq-sphere | naive | none")
     parser.add_argument(
         "--activation-scale",
-        choices=("tensor", "row"),
+        choices=ACTIVATION_SCALES,
         default="tensor",
         help="scalar inputs: one static step per tensor, or a dynamic step per row (atom or pair)",
     )
@@ -327,6 +327,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.no_schedule and args.activation_start_bits:
+        parser.error("--no-schedule puts every quantizer at its target: drop --activation-start-bits")
+    if args.activation_start_bits:
+        check_bits(args.activation_start_bits, "activation")
     torch.set_num_threads(max(1, args.threads))
     spec = QuantSpec(
         args.weight_bits,
@@ -357,10 +361,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _log(log, {"event": "float_test", "attention": args.attention, **summary, **metrics})
         args.float_ckpt = str(model.save_pretrained(out / "float"))
     model = EquivariantPotential.from_pretrained(args.float_ckpt)
-    if args.no_schedule and args.activation_start_bits:
-        parser.error("--no-schedule puts every quantizer at its target: drop --activation-start-bits")
-    if args.activation_start_bits:
-        check_bits(args.activation_start_bits, "activation")
     schedule = (
         NO_SCHEDULE
         if args.no_schedule
