@@ -178,7 +178,8 @@ def _build(name: str, train: LabelledSet) -> tuple[object, str]:
     if name in _PTQ:
         fp32 = EquivariantPotential.from_pretrained(CKPT / "ethanol")
         tmp = Path(tempfile.mkdtemp(prefix="quant-bench-"))
-        source = "post-training quantization (no QAT), calibrated on 8 x 32 training frames"
+        scale = _PTQ[name].activation_scale
+        source = f"post-training quantization (no QAT, per-{scale} activation steps), calibrated on 8 x 32 frames"
         return _packed(quantize(fp32, _PTQ[name], train), tmp / name), source
     if name == "gaq_w4a8_global_grid":
         model = QuantizedPotential.from_pretrained(CKPT / "ethanol-w4a8")

@@ -1,8 +1,9 @@
 """The fake-quantized potential used for calibration and quantization-aware training (QAT).
 
 :class:`GAQPotential` wraps a float :class:`~simulation.model.EquivariantPotential` (whose parameters it trains)
-and adds, for every linear layer, a per-output-channel weight quantizer and an 8-bit input quantizer (a
-static per-tensor step, or with ``activation_scale="row"`` a dynamic step per row), and for the vector
+and adds, for every linear layer, a per-output-channel weight quantizer and an 8-bit input quantizer (by
+default a dynamic step per row, i.e. per atom or pair; ``activation_scale="tensor"``: one static, calibrated
+step per tensor), and for the vector
 features the quantizer of the chosen method (MDDQ for GAQ, per-component for the naive baseline). Forces
 stay ``-dE/dx`` by autograd through the fake-quant graph (straight-through rounding).
 
@@ -46,9 +47,9 @@ class QuantSpec:
     # Layers whose weights stay at 8 bits (mixed precision): a name matches when it equals or ends with an
     # entry after a dot, e.g. "embedding", "readout.3", "value_radial" (every message block's).
     int8_layers: tuple[str, ...] = ()
-    # Scalar linear inputs: "tensor" (one static step per input, calibrated then learned) or "row" (a dynamic
-    # step per row, i.e. per atom or per pair, from that row's largest magnitude)
-    activation_scale: str = "tensor"
+    # Scalar linear inputs: "row" (a dynamic step per row, i.e. per atom or per pair, from that row's largest
+    # magnitude; the shipped recipe) or "tensor" (one static step per input, calibrated then learned)
+    activation_scale: str = "row"
 
     def __post_init__(self) -> None:
         check_bits(self.weight_bits, "weight")

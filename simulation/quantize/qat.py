@@ -288,8 +288,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument(
         "--activation-scale",
         choices=ACTIVATION_SCALES,
-        default="tensor",
-        help="scalar inputs: one static step per tensor, or a dynamic step per row (atom or pair)",
+        default="row",
+        help="scalar inputs: a dynamic step per row (atom or pair; default), or one static step per tensor",
     )
     parser.add_argument("--no-schedule", action="store_true", help="every quantizer at target from step 0")
     parser.add_argument(

@@ -108,10 +108,12 @@ def test_qat_lowers_the_loss_on_a_tiny_model(small_model, ethanol):
     assert all(q.enabled for q in fq.quantizers("vector"))
 
 
-def test_activation_schedule_starts_fine_and_ends_at_the_target(small_model, ethanol):
-    fq = _fq(small_model, ethanol)
+@pytest.mark.parametrize("scale", ["tensor", "row"])
+def test_activation_schedule_starts_fine_and_ends_at_the_target(small_model, ethanol, scale):
+    fq = _fq(small_model, ethanol, QuantSpec(4, 8, "mddq", activation_scale=scale))
     schedule = QATSchedule(activation_start_bits=16, activation_target_at=0.9)
-    x = torch.linspace(-1.0, 1.0, 1001, dtype=torch.float64)[:, None]
+    x = torch.linspace(-1.0, 1.0, 1001, dtype=torch.float64)
+    x = x[:, None] if scale == "tensor" else x[None, :]  # a row step sees the whole row
     q = next(iter(fq.input_q.values()))
 
     def worst(q):
@@ -127,7 +129,7 @@ def test_activation_schedule_starts_fine_and_ends_at_the_target(small_model, eth
     state = schedule.apply(fq, 0.95)
     assert state["activation_bits"] == 8 and state["vector_bits"] == 8
     assert all(q.bits == 8 for q in [*fq.input_q.values(), *fq.quantizers("vector")])
-    assert worst(q) == pytest.approx(coarse, rel=1e-9)  # back on the calibrated 8-bit grid
+    assert worst(q) == pytest.approx(coarse, rel=1e-9)  # back on the 8-bit grid
     assert QATSchedule().apply(fq, 0.0)["activation_bits"] == 8  # default: at the target throughout
 
 

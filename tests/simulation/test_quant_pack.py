@@ -134,7 +134,8 @@ def test_row_scaled_activations_pack_without_steps_and_match_the_fake_quant_mode
         e, f = qp.energy_and_forces(z, x.float(), batch, n_graphs=frames)
         assert torch.allclose(e, e_ref, atol=1e-5), kernel
         assert torch.allclose(f, f_ref, atol=1e-4), kernel
-    tensor_folder = save_packed(quantize(small_model, QuantSpec(4, 8, "mddq"), _calibration(ethanol)), tmp_path / "t")
+    tensor_spec = QuantSpec(4, 8, "mddq", activation_scale="tensor")
+    tensor_folder = save_packed(quantize(small_model, tensor_spec, _calibration(ethanol)), tmp_path / "t")
     per_tensor = QuantizedPotential.from_pretrained(tensor_folder)
     e_tensor, _ = per_tensor.energy_and_forces(z, x.float(), batch, n_graphs=frames)
     assert not torch.allclose(e_tensor, e_ref, atol=1e-6)  # the two modes really round differently
