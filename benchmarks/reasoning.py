@@ -393,6 +393,11 @@ def run(args: argparse.Namespace) -> dict:
         if not folder:
             not_measured[label] = f"no --{label.replace('_', '-')} checkpoint given"
             continue
+        if not (Path(folder) / "config.json").exists():  # the comparison models live in build/, not in the repo
+            target = "train-reasoning-align" if restate else "train-reasoning-notrace"
+            not_measured[label] = f"{folder} is not built (make {target})"
+            print(f"skipping {label}: {not_measured[label]}", flush=True)
+            continue
         other = CompactReasoner.from_pretrained(
             folder,
             temperature=args.temperature,

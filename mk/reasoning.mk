@@ -8,7 +8,8 @@
 #   make ship-reasoning        copy stage (c) and the logs of all three stages to reasoning/checkpoints/compact
 #   make train-reasoning       all of the above, in order
 #   make train-reasoning-notrace  the "without traces" comparison model (build/reasoning/notrace)
-#   make bench-reasoning       benchmarks/results/reasoning.json
+#   make bench-reasoning       benchmarks/results/reasoning.json (builds the traces first if missing; the
+#                              before-stage-c and without-traces rows are skipped until their models are built)
 #
 # Training runs on one CPU thread, at lower priority, so it can share the machine. Step counts are fixed
 # (stage b stops at RSN_ALIGN_STEPS of its 1000-step schedule, stage c runs RSN_RL_STEPS updates) so a
@@ -41,7 +42,7 @@ train-reasoning-sft: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(S
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
 		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_SFT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS)
 
-bench-reasoning: $(STAMP)
+bench-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)  # novelty is against the training traces
 	$(RSN_ENV) $(PY) benchmarks/reasoning.py --held-out 200 --before-stage-c $(RSN_BUILD)/align \
 		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 32 --verbose
 
