@@ -76,6 +76,7 @@ def _qed(mol: Chem.Mol, known: dict[str, float] | None = None) -> dict[str, floa
 
     ``QED.properties`` recomputes Crippen logP and MW and matches its ~120 structural alerts one Python
     call at a time; here Crippen is computed once (or taken from ``known``) and shared with ``clogp``/``mr``,
+    TPSA and HBD come from ``known`` when cached (the same RDKit functions as the ``tpsa``/``hbd`` properties),
     and the alerts are matched by one FilterCatalog (the count of distinct alerts that match, as in RDKit).
     """
     if any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):  # explicit H: RDKit's own path, unshared
@@ -87,8 +88,8 @@ def _qed(mol: Chem.Mol, known: dict[str, float] | None = None) -> dict[str, floa
         MW=mw,
         ALOGP=crippen["clogp"],
         HBA=sum(len(mol.GetSubstructMatches(p)) for p in QED.Acceptors if mol.HasSubstructMatch(p)),
-        HBD=rdMolDescriptors.CalcNumHBD(mol),
-        PSA=rdMolDescriptors.CalcTPSA(mol),
+        HBD=known["hbd"] if "hbd" in known else rdMolDescriptors.CalcNumHBD(mol),
+        PSA=known["tpsa"] if "tpsa" in known else rdMolDescriptors.CalcTPSA(mol),
         ROTB=rdMolDescriptors.CalcNumRotatableBonds(mol, rdMolDescriptors.NumRotatableBondsOptions.Strict),
         AROM=len(Chem.GetSSSR(Chem.DeleteSubstructs(Chem.Mol(mol), QED.AliphaticRings))),
         ALERTS=len(_qed_alert_catalog().GetMatches(mol)),
