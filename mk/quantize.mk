@@ -17,7 +17,9 @@
 QUANT_ENV     := OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 QUANT_MINUTES ?= 60
 QUANT_STEPS   ?= 2000
-QUANT_RECIPE  := --activation-scale row --activation-start-bits 16 --activation-target-at 0.9 --step-lr 1e-6
+QUANT_ACT     := --activation-scale row --step-lr 1e-6
+QUANT_SCHED   := --activation-start-bits 16 --activation-target-at 0.9
+QUANT_RECIPE  := $(QUANT_ACT) $(QUANT_SCHED)
 QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq $(QUANT_RECIPE) --lr 2e-4 \
 	--max-steps $(QUANT_STEPS) --max-minutes $(QUANT_MINUTES)
 
@@ -42,11 +44,11 @@ bench: bench-quantization
 # naive per-component vectors, no branch schedules, and cosine vs dot-product attention (each first
 # fine-tuned in float for 60 steps from the shipped weights, then quantized).
 QUANT_ABL := $(QUANT_ENV) nice -n 5 $(PY) -m simulation.quantize.qat --dataset simulation/data/ethanol.npz \
-	--float simulation/checkpoints/ethanol $(ETHANOL_QAT) $(QUANT_RECIPE)
+	--float simulation/checkpoints/ethanol $(ETHANOL_QAT) $(QUANT_ACT)
 
 .PHONY: quantize-ablations
 quantize-ablations: $(STAMP)
-	$(QUANT_ABL) --out build/quantize/ethanol-naive-w4a8 --vector naive
+	$(QUANT_ABL) --out build/quantize/ethanol-naive-w4a8 --vector naive $(QUANT_SCHED)
 	$(QUANT_ABL) --out build/quantize/ethanol-w4a8-noschedule --no-schedule
-	$(QUANT_ABL) --out build/quantize/ethanol-cosine-w4a8 --attention cosine --float-steps 60
-	$(QUANT_ABL) --out build/quantize/ethanol-dot-w4a8 --attention dot --float-steps 60
+	$(QUANT_ABL) --out build/quantize/ethanol-cosine-w4a8 --attention cosine --float-steps 60 $(QUANT_SCHED)
+	$(QUANT_ABL) --out build/quantize/ethanol-dot-w4a8 --attention dot --float-steps 60 $(QUANT_SCHED)
