@@ -6,7 +6,8 @@ way) and GAQ W4A8 without QAT (calibration only). W8A8 rows are post-training (c
 W4A8 rows come from QAT with the same number of steps (``make quantize-potential`` for the shipped ones; the
 ablation folders in ``build/quantize`` come from ``python -m simulation.quantize.qat`` with the flags in the
 JSON). Aspirin and organic add FP32 vs GAQ W4A8 accuracy rows. MD (ethanol, OpenMM, compiled potentials) runs in
-background processes alongside: 50 ps NVE for FP32, W4A8 and W4A8 with float activations, and 1 ns of NVT
+background processes alongside: 50 ps NVE for FP32, W4A8 and W4A8 with float activations (three initial-velocity
+seeds each; the top-level drifts are their means), and 1 ns of NVT
 for W4A8; a run that hits its wall-clock cap reports the length it reached.
 
     python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --nve-ps 50 --nvt-ps 1000]
@@ -377,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nve-ps", type=float, default=50.0, help="NVE length per model (0.5 fs steps)")
     parser.add_argument("--nvt-ps", type=float, default=1000.0, help="NVT length, W4A8 (2 fs steps, H mass 4 amu)")
+    parser.add_argument("--nve-seeds", type=int, default=3, help="NVE runs per model (initial-velocity seeds)")
     parser.add_argument("--md-max-minutes", type=float, default=150.0, help="wall-clock cap per MD run")
     parser.add_argument("--md-workers", type=int, default=2, help="0: no MD")
     parser.add_argument("--row-workers", type=int, default=3, help="processes evaluating the ethanol rows")
@@ -415,8 +417,10 @@ def main(argv: list[str] | None = None) -> dict:
     md_jobs = {}
     if pool is not None:  # the long NVT run first, so it overlaps everything else
         md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "NVT", args.nvt_ps, 2.0, args.md_max_minutes, 4.0)
-        for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
-            md_jobs[f"nve_{kind}"] = pool.submit(_md_job, kind, "NVE", args.nve_ps, 0.5, args.md_max_minutes)
+        for seed in range(args.nve_seeds):  # initial velocities differ by seed; one drift alone is noisy
+            for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
+                key = f"nve_{kind}" + (f"_seed{seed}" if seed else "")
+                md_jobs[key] = pool.submit(_md_job, kind, "NVE", args.nve_ps, 0.5, args.md_max_minutes, None, seed)
     if args.part == "md":
         md = _collect(md_jobs, pool)
         path = write("quantization_md", {"md": md, "seconds": round(time.perf_counter() - t_start, 1)})
@@ -529,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
             "lee": "meV/Angstrom",
             "weight_bytes": "bytes (state_dict of the model as loaded)",
             "speed_ratio": "FP32 time / W4A8 time, batched energy+forces",
-            "nve_drift": "meV/atom/ps",
+            "nve_drift": "meV/atom/ps (mean over the NVE seeds)",
         },
         "targets": {
             "force_mae_w4a8_over_fp32": rows["gaq_w4a8"]["force_mae_mev_per_a"] / rows["fp32"]["force_mae_mev_per_a"],
@@ -561,18 +565,27 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _md_figures(md: dict, source: str) -> dict:
-    drift = {k: md.get(k, {}).get("drift_mev_per_atom_per_ps") for k in md}
+    """Top-level NVE figures: per model, the mean drift over its seeds (``nve_<kind>`` is seed 0,
+    ``nve_<kind>_seed<k>`` the others) and the ratio of mean absolute drifts to FP32's."""
+    per_seed: dict[str, list[float]] = {}
+    for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
+        runs = [m for k, m in md.items() if k == f"nve_{kind}" or k.startswith(f"nve_{kind}_seed")]
+        per_seed[kind] = [m["drift_mev_per_atom_per_ps"] for m in runs if "drift_mev_per_atom_per_ps" in m]
 
-    def ratio(key: str) -> float | None:
-        a, b = drift.get(key), drift.get("nve_fp32")
-        return abs(a) / abs(b) if a is not None and b else None
+    def mean(kind: str, f=lambda d: d) -> float | None:
+        return float(np.mean([f(d) for d in per_seed[kind]])) if per_seed[kind] else None
+
+    def ratio(kind: str) -> float | None:
+        a, b = mean(kind, abs), mean("fp32", abs)
+        return a / b if a is not None and b else None
 
     return {
-        "nve_drift_abs_ratio_w4a8_vs_fp32": ratio("nve_gaq_w4a8"),
-        "nve_drift_abs_ratio_w4a8_float_activations_vs_fp32": ratio("nve_gaq_w4a8_float_act"),
-        "nve_drift_fp32": drift.get("nve_fp32"),
-        "nve_drift_w4a8": drift.get("nve_gaq_w4a8"),
-        "nve_drift_w4a8_float_activations": drift.get("nve_gaq_w4a8_float_act"),
+        "nve_drift_abs_ratio_w4a8_vs_fp32": ratio("gaq_w4a8"),
+        "nve_drift_abs_ratio_w4a8_float_activations_vs_fp32": ratio("gaq_w4a8_float_act"),
+        "nve_drift_fp32": mean("fp32"),
+        "nve_drift_w4a8": mean("gaq_w4a8"),
+        "nve_drift_w4a8_float_activations": mean("gaq_w4a8_float_act"),
+        "nve_drift_per_seed": per_seed,
         "md": md,
         "md_source": source,
     }
