@@ -7,7 +7,7 @@ W4A8 rows come from QAT with the same number of steps (``make quantize-potential
 ablation folders in ``build/quantize`` come from ``python -m simulation.quantize.qat`` with the flags in the
 JSON). Aspirin and organic add FP32 vs GAQ W4A8 accuracy rows. MD (ethanol, OpenMM, compiled potentials) runs in
 background processes alongside: 50 ps NVE for FP32, W4A8 and W4A8 with float activations (three initial-velocity
-seeds each; the top-level drifts are their means), and 1 ns of NVT
+seeds each; the top-level drifts are their mean absolute values), and 1 ns of NVT
 for W4A8; a run that hits its wall-clock cap reports the length it reached.
 
     python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --nve-ps 50 --nvt-ps 1000]
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
             "lee": "meV/Angstrom",
             "weight_bytes": "bytes (state_dict of the model as loaded)",
             "speed_ratio": "FP32 time / W4A8 time, batched energy+forces",
-            "nve_drift": "meV/atom/ps (mean over the NVE seeds)",
+            "nve_drift": "meV/atom/ps (mean absolute drift over the NVE seeds; signed values in nve_drift_per_seed)",
         },
         "targets": {
             "force_mae_w4a8_over_fp32": rows["gaq_w4a8"]["force_mae_mev_per_a"] / rows["fp32"]["force_mae_mev_per_a"],
@@ -565,26 +565,27 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _md_figures(md: dict, source: str) -> dict:
-    """Top-level NVE figures: per model, the mean drift over its seeds (``nve_<kind>`` is seed 0,
-    ``nve_<kind>_seed<k>`` the others) and the ratio of mean absolute drifts to FP32's."""
+    """Top-level NVE figures: per model, the mean absolute drift over its seeds (``nve_<kind>`` is seed 0,
+    ``nve_<kind>_seed<k>`` the others; signed drifts of opposite sign would cancel in a plain mean) and its
+    ratio to FP32's."""
     per_seed: dict[str, list[float]] = {}
     for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
         runs = [m for k, m in md.items() if k == f"nve_{kind}" or k.startswith(f"nve_{kind}_seed")]
         per_seed[kind] = [m["drift_mev_per_atom_per_ps"] for m in runs if "drift_mev_per_atom_per_ps" in m]
 
-    def mean(kind: str, f=lambda d: d) -> float | None:
-        return float(np.mean([f(d) for d in per_seed[kind]])) if per_seed[kind] else None
+    def mean_abs(kind: str) -> float | None:
+        return float(np.mean(np.abs(per_seed[kind]))) if per_seed[kind] else None
 
     def ratio(kind: str) -> float | None:
-        a, b = mean(kind, abs), mean("fp32", abs)
+        a, b = mean_abs(kind), mean_abs("fp32")
         return a / b if a is not None and b else None
 
     return {
         "nve_drift_abs_ratio_w4a8_vs_fp32": ratio("gaq_w4a8"),
         "nve_drift_abs_ratio_w4a8_float_activations_vs_fp32": ratio("gaq_w4a8_float_act"),
-        "nve_drift_fp32": mean("fp32"),
-        "nve_drift_w4a8": mean("gaq_w4a8"),
-        "nve_drift_w4a8_float_activations": mean("gaq_w4a8_float_act"),
+        "nve_drift_fp32": mean_abs("fp32"),
+        "nve_drift_w4a8": mean_abs("gaq_w4a8"),
+        "nve_drift_w4a8_float_activations": mean_abs("gaq_w4a8_float_act"),
         "nve_drift_per_seed": per_seed,
         "md": md,
         "md_source": source,
@@ -719,8 +720,10 @@ def _write_markdown(fig: dict, path: Path) -> None:
         if "error" in m:
             lines.append(f"| {key} | failed: {m['error']} | | | | | | |")
             continue
+        seed = key.rsplit("_seed", 1)[1] if "_seed" in key else "0"
+        seed = f", seed {seed}" if m["protocol"] == "NVE" else ""
         lines.append(
-            f"| {m['protocol']} {m['model']} | {_fmt(m.get('timestep_fs'), 1)} | {_fmt(m['simulated_ps'], 1)} | "
+            f"| {m['protocol']} {m['model']}{seed} | {_fmt(m.get('timestep_fs'), 1)} | {_fmt(m['simulated_ps'], 1)} | "
             f"{_fmt(m['ns_per_day'], 2)} | {_fmt(m['drift_mev_per_atom_per_ps'], 4)} | "
             f"{_fmt(m.get('total_energy_span_mev_per_atom'), 2)} | "
             f"{_fmt(m['temperature_mean_k'], 0)} ± {_fmt(m['temperature_std_k'], 0)} | "
