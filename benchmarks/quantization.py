@@ -628,6 +628,13 @@ def _batched_speed(configurations: int, repeats: int) -> dict:
         }
         for k in KERNELS
     }
+    # profile a 256-frame call of each (the profiler's own overhead grows with the number of op calls)
+    zs, xs, bs = _batch(test, np.resize(np.arange(test.n_frames), 256))
+    shares = {
+        name: _time_shares(models[name], zs, xs, bs, neighbour_list(xs, models["fp32"].config.cutoff, bs))
+        for name in ("fp32", "int8")
+    }
+    matmul = shares["fp32"]["matmul"]
     return {
         "configurations": configurations,
         "atoms_per_configuration": int(test.n_atoms[0]),
@@ -637,7 +644,50 @@ def _batched_speed(configurations: int, repeats: int) -> dict:
         "kernels": kernels,
         "default_kernel": "dequant",
         "fastest_kernel": max(kernels, key=lambda k: kernels[k]["ratio_vs_fp32"]),
+        "cpu_int8_dot_product_flags": _int8_flags(),
+        "time_shares_256_frames": shares,
+        # Amdahl: even matmuls of zero cost leave the rest, so E+F can speed up by at most 1 / (1 - matmul share)
+        "speedup_bound_if_matmuls_were_free": 1.0 / (1.0 - matmul) if matmul < 1.0 else None,
     }
+
+
+_OP_GROUPS = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::_int_mm", "aten::matmul", "aten::linear"),
+    "gather_scatter": (
+        "aten::index",
+        "aten::index_select",
+        "aten::scatter_add_",
+        "aten::_index_put_impl_",
+        "aten::index_add_",
+        "aten::gather",
+        "aten::scatter_add",
+    ),
+    "elementwise": ("aten::mul", "aten::add", "aten::add_", "aten::sub", "aten::div", "aten::mul_", "aten::neg"),
+}
+
+
+def _time_shares(model, z, x, b, neighbours) -> dict:
+    """Fractions of one energy+forces call's CPU time (self time of each op) by op group, from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    n = int(b.max()) + 1
+    model.energy_and_forces(z, x, b, n_graphs=n, neighbours=neighbours)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.energy_and_forces(z, x, b, n_graphs=n, neighbours=neighbours)
+    self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+    total = sum(self_us.values()) or 1.0
+    shares = {group: sum(self_us.get(op, 0.0) for op in ops) / total for group, ops in _OP_GROUPS.items()}
+    shares["other"] = max(0.0, 1.0 - sum(shares.values()))
+    return {k: round(v, 4) for k, v in shares.items()}
+
+
+def _int8_flags() -> list[str]:
+    """The CPU's int8 dot-product instruction sets (VNNI, AMX) as /proc/cpuinfo lists them."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted({f for f in flags.split(":", 1)[1].split() if "vnni" in f or f.startswith("amx")})
 
 
 def _collect(jobs: dict, pool) -> dict:
@@ -700,6 +750,17 @@ def _write_markdown(fig: dict, path: Path) -> None:
         )
         + ".",
         "",
+    ]
+    if "time_shares_256_frames" in sp:
+        shares = sp["time_shares_256_frames"]
+        lines += [
+            "Where one E+F call's CPU time goes (256 aspirin frames, profiler self time): "
+            + "; ".join(f"{k}: " + ", ".join(f"{g} {v:.0%}" for g, v in sh.items()) for k, sh in shares.items())
+            + f". Even free matmuls would speed FP32 up at most {sp['speedup_bound_if_matmuls_were_free']:.2f}×"
+            + f" (CPU int8 dot-product flags: {', '.join(sp.get('cpu_int8_dot_product_flags') or ['none'])}).",
+            "",
+        ]
+    lines += [
         "| shipped | FP32 force MAE | GAQ W4A8 force MAE | FP32 weights (bytes) | W4A8 weights (bytes) "
         "| file FP32 → W4A8 |",
         "|---|---|---|---|---|---|",
