@@ -32,7 +32,7 @@ from reasoning.tokenizer import ReasoningTokenizer, smiles_tokens
 from reasoning.traces import render_spec, restate_prefix
 from workbench.chem import DesignSpec, validate
 
-__all__ = ["reward_for", "group_advantages", "sequence_logprobs", "grpo_step", "main"]
+__all__ = ["reward_for", "group_advantages", "best_answer_advantages", "sequence_logprobs", "grpo_step", "main"]
 
 
 def reward_for(
@@ -57,6 +57,21 @@ def reward_for(
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """Group-relative advantages: rewards standardised within the group (zero when all are equal)."""
     return (rewards - rewards.mean()) / (rewards.std(unbiased=False) + eps)
+
+
+def best_answer_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Leave-one-out credit for the group's best reward (what best-of-n measures): each answer gets how much
+    the group's maximum would drop without it, so only a strictly best answer gets any, scaled like
+    :func:`group_advantages`."""
+    advantages = torch.zeros_like(rewards)
+    if rewards.numel() < 2:
+        return advantages
+    top = rewards.topk(2).values
+    advantages[int(rewards.argmax())] = top[0] - top[1]
+    return advantages / (rewards.std(unbiased=False) + eps)
+
+
+ADVANTAGES = ("group", "group+best")
 
 
 def _answer_ids(tokenizer: ReasoningTokenizer, sample: GeneratedText) -> list[int]:
@@ -93,6 +108,7 @@ def grpo_step(
     kl_weight: float = 0.05,
     seed: int = 0,
     ground_estimates: bool = False,
+    advantage: str = "group",
 ) -> dict:
     """One GRPO update: sample a group of answers per spec, score them with RDKit, push up the better ones.
 
@@ -100,8 +116,12 @@ def grpo_step(
     one optimizer step. A group whose answers all score alike carries no relative signal and is left out
     of the update (it is still counted in the returned rewards). With ``ground_estimates`` the answers are
     decoded with RDKit-grounded running estimates (``CompactReasoner(ground_estimates=True)``), and the
-    estimate tokens RDKit wrote (not the policy) are left out of the loss.
+    estimate tokens RDKit wrote (not the policy) are left out of the loss. ``advantage="group+best"`` adds
+    :func:`best_answer_advantages` to the group-relative ones, crediting the answer that makes the group's
+    best-of-n.
     """
+    if advantage not in ADVANTAGES:
+        raise ValueError(f"advantage {advantage!r}: choose one of {', '.join(ADVANTAGES)}")
     specs = [spec] if isinstance(spec, DesignSpec) else list(spec)
     if not specs:
         raise ValueError("grpo_step needs at least one spec")
@@ -127,6 +147,8 @@ def grpo_step(
         rewards = torch.tensor([reward_for(one, s.smiles, known) for s in samples])
         all_rewards.append(rewards)
         advantages = group_advantages(rewards)
+        if advantage == "group+best":
+            advantages = advantages + best_answer_advantages(rewards)
         if not bool(advantages.abs().gt(0).any()):
             continue
         used += 1
@@ -183,6 +205,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_false",
         help="sample the running estimates too (the shipped stage (c) model was trained with them grounded)",
     )
+    parser.add_argument(
+        "--advantage",
+        choices=ADVANTAGES,
+        default="group",
+        help="group: rewards standardised within each group; group+best: plus leave-one-out credit for the best",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kl-weight", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -222,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.kl_weight,
                 seed=args.seed * 100003 + step,
                 ground_estimates=args.ground_estimates,
+                advantage=args.advantage,
             ),
             "elapsed_s": round(time.time() - begin, 1),
         }

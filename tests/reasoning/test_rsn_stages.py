@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from rdkit import Chem
 
@@ -11,7 +12,7 @@ from reasoning.model import ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
 from reasoning.traces import write_traces
 from reasoning.train.align import alignment_records, property_statement
-from reasoning.train.rl import group_advantages, grpo_step, reward_for
+from reasoning.train.rl import best_answer_advantages, group_advantages, grpo_step, reward_for
 from reasoning.train.sft import SFTConfig, train_sft
 from workbench.chem import DesignSpec
 
@@ -73,13 +74,32 @@ def test_group_advantages_are_relative():
     assert torch.allclose(group_advantages(torch.tensor([2.0, 2.0])), torch.zeros(2))
 
 
-def test_grpo_step_updates_the_policy(tiny_model, tokenizer):
+def test_best_answer_advantages_credit_only_a_strictly_best_answer():
+    rewards = torch.tensor([1.0, 3.0, 2.5, 0.0])
+    adv = best_answer_advantages(rewards)
+    std = float(rewards.std(unbiased=False))
+    assert float(adv[1]) == pytest.approx(0.5 / std, rel=1e-3)  # the group's best drops by 0.5 without it
+    assert torch.count_nonzero(adv) == 1
+    assert torch.count_nonzero(best_answer_advantages(torch.tensor([3.0, 3.0, 1.0]))) == 0  # a tie: no one is needed
+    assert torch.count_nonzero(best_answer_advantages(torch.tensor([2.0]))) == 0
+
+
+def test_grpo_step_refuses_an_unknown_advantage(tiny_model, tokenizer):
+    optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="group\\+best"):
+        grpo_step(tiny_model, tiny_model, tokenizer, optimizer, DesignSpec(), known=set(), advantage="best")
+
+
+@pytest.mark.parametrize("advantage", ["group", "group+best"])
+def test_grpo_step_updates_the_policy(tiny_model, tokenizer, advantage):
     reference = ReasoningLM(tiny_model.config)
     reference.load_state_dict(tiny_model.state_dict())
     before = [p.detach().clone() for p in tiny_model.parameters()]
     optimizer = torch.optim.AdamW(tiny_model.parameters(), lr=1e-3)
     spec = DesignSpec(properties={"heavy_atoms": [3, 12]})
-    stats = grpo_step(tiny_model, reference, tokenizer, optimizer, spec, known=set(), group=4, seed=1)
+    stats = grpo_step(
+        tiny_model, reference, tokenizer, optimizer, spec, known=set(), group=4, seed=1, advantage=advantage
+    )
     assert stats["reward_max"] >= 1.0  # constrained decoding: every answer is valid
     assert stats["kl"] >= 0.0
     assert stats["groups_used"] == 1  # the group's rewards differ, so it drives the update
