@@ -4,7 +4,8 @@
 #   make train-reasoning-sft   stage (a) SFT into build/reasoning/sft (re-running resumes from
 #                              build/reasoning/sft-state; JSON-lines log in the folder)
 #   make train-reasoning-align stage (b) into build/reasoning/align (from stage a)
-#   make train-reasoning-rl    stage (c) GRPO into build/reasoning/rl (from stage b)
+#   make train-reasoning-rl    stage (c) GRPO into build/reasoning/rl (from stage b), then GRPO with
+#                              --advantage group+best into build/reasoning/rl-best (the shipped model)
 #   make ship-reasoning        copy stage (c) and the logs of all three stages to reasoning/checkpoints/compact
 #   make train-reasoning       all of the above, in order
 #   make train-reasoning-notrace  the "without traces" comparison model (build/reasoning/notrace)
@@ -20,6 +21,7 @@ RSN_CKPT  := reasoning/checkpoints/compact
 RSN_SFT   := $(RSN_BUILD)/sft
 RSN_ALIGN_STEPS ?= 384
 RSN_RL_STEPS ?= 275
+RSN_RL_BEST_STEPS ?= 275  # then GRPO with leave-one-out credit for each group's best answer
 RSN_ENV   := OMP_NUM_THREADS=1
 RSN_MOSES ?= 15000
 RSN_TRACES ?= 9600  # traces kept per shard (the shipped model saw 2 x 9600)
@@ -59,11 +61,15 @@ train-reasoning-align: $(STAMP)
 train-reasoning-rl: $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
 		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --max-minutes 240
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/rl --traces $(RSN_BUILD)/traces-0.jsonl \
+		--out $(RSN_BUILD)/rl-best --advantage group+best --seed 1 --max-steps $(RSN_RL_BEST_STEPS) --max-minutes 240
 
 ship-reasoning:
 	mkdir -p $(RSN_CKPT)
-	cp $(RSN_BUILD)/rl/config.json $(RSN_BUILD)/rl/model.safetensors $(RSN_BUILD)/rl/tokenizer.json $(RSN_CKPT)/
+	cp $(RSN_BUILD)/rl-best/config.json $(RSN_BUILD)/rl-best/model.safetensors $(RSN_BUILD)/rl-best/tokenizer.json $(RSN_CKPT)/
 	cp $(RSN_BUILD)/rl/rl_log.jsonl $(RSN_BUILD)/rl/rl_config.json $(RSN_CKPT)/
+	cp $(RSN_BUILD)/rl-best/rl_log.jsonl $(RSN_CKPT)/rl_best_log.jsonl
+	cp $(RSN_BUILD)/rl-best/rl_config.json $(RSN_CKPT)/rl_best_config.json
 	cp $(RSN_SFT)/train_log.jsonl $(RSN_CKPT)/sft_train_log.jsonl
 	cp $(RSN_SFT)/train_config.json $(RSN_CKPT)/sft_train_config.json
 	cp $(RSN_BUILD)/align/train_log.jsonl $(RSN_CKPT)/align_train_log.jsonl
