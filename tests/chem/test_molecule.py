@@ -120,7 +120,9 @@ def test_standardize_verbs():
     assert neutralize(Molecule("CC(=O)[O-]")).smiles == "CC(=O)O"
 
 
-@pytest.mark.parametrize("order", [("qed", "clogp", "mw"), ("clogp", "mr", "qed"), ("mw", "qed")])
+@pytest.mark.parametrize(
+    "order", [("qed", "clogp", "mw"), ("clogp", "mr", "qed"), ("mw", "qed"), ("tpsa", "hbd", "qed")]
+)
 def test_qed_shares_descriptors_and_equals_rdkit_exactly(order):
     """The cached QED group reuses Crippen/MW and matches alerts in one catalog call; values stay RDKit's."""
     from rdkit.Chem import QED, Crippen, Descriptors
