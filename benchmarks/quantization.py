@@ -156,6 +156,8 @@ def _compare_vector_quantizers(model: EquivariantPotential, test: LabelledSet, f
     return out
 
 
+_NVE_KINDS = ("fp32", "gaq_w4a8", "gaq_w4a8_float_act")  # the models of the NVE runs (see _md_job)
+
 _FOLDERS = {
     "naive_w4a8": BUILD / "ethanol-naive-w4a8",
     "gaq_w4a8": CKPT / "ethanol-w4a8",
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> dict:
     if pool is not None:  # the long NVT run first, so it overlaps everything else
         md_jobs["nvt_w4a8"] = pool.submit(_md_job, "gaq_w4a8", "NVT", args.nvt_ps, 2.0, args.md_max_minutes, 4.0)
         for seed in range(args.nve_seeds):  # initial velocities differ by seed; one drift alone is noisy
-            for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
+            for kind in _NVE_KINDS:
                 key = f"nve_{kind}" + (f"_seed{seed}" if seed else "")
                 md_jobs[key] = pool.submit(_md_job, kind, "NVE", args.nve_ps, 0.5, args.md_max_minutes, None, seed)
     if args.part == "md":
@@ -569,7 +571,7 @@ def _md_figures(md: dict, source: str) -> dict:
     ``nve_<kind>_seed<k>`` the others; signed drifts of opposite sign would cancel in a plain mean) and its
     ratio to FP32's."""
     per_seed: dict[str, list[float]] = {}
-    for kind in ("fp32", "gaq_w4a8", "gaq_w4a8_float_act"):
+    for kind in _NVE_KINDS:
         runs = [m for k, m in md.items() if k == f"nve_{kind}" or k.startswith(f"nve_{kind}_seed")]
         per_seed[kind] = [m["drift_mev_per_atom_per_ps"] for m in runs if "drift_mev_per_atom_per_ps" in m]
 

@@ -388,13 +388,15 @@ def run(args: argparse.Namespace) -> dict:
         "uniqueness",
         "proposals_per_s",
     )
-    comparisons = {"before_stage_c": (args.before_stage_c, True), "without_traces": (args.without_traces, False)}
-    for label, (folder, restate) in comparisons.items():
+    comparisons = {  # label: (checkpoint, ground_restate, the make target that builds it)
+        "before_stage_c": (args.before_stage_c, True, "train-reasoning-align"),
+        "without_traces": (args.without_traces, False, "train-reasoning-notrace"),
+    }
+    for label, (folder, restate, target) in comparisons.items():
         if not folder:
             not_measured[label] = f"no --{label.replace('_', '-')} checkpoint given"
             continue
         if not (Path(folder) / "config.json").exists():  # the comparison models live in build/, not in the repo
-            target = "train-reasoning-align" if restate else "train-reasoning-notrace"
             not_measured[label] = f"{folder} is not built (make {target})"
             print(f"skipping {label}: {not_measured[label]}", flush=True)
             continue

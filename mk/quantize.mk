@@ -17,10 +17,12 @@
 QUANT_ENV     := OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 QUANT_MINUTES ?= 60
 QUANT_STEPS   ?= 2000
+QUANT_LR      ?= 2e-4
+ETHANOL_STEPS := 6000
 QUANT_ACT     := --activation-scale row --step-lr 1e-6
 QUANT_SCHED   := --activation-start-bits 16 --activation-target-at 0.9
 QUANT_RECIPE  := $(QUANT_ACT) $(QUANT_SCHED)
-QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq $(QUANT_RECIPE) --lr 2e-4 \
+QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq $(QUANT_RECIPE) --lr $(QUANT_LR) \
 	--max-steps $(QUANT_STEPS) --max-minutes $(QUANT_MINUTES)
 
 .PHONY: quantize-potential quantize-potential-organic quantize-potential-ethanol quantize-potential-aspirin \
@@ -28,8 +30,8 @@ QUANT_ARGS    ?= --weight-bits 4 --activation-bits 8 --vector mddq $(QUANT_RECIP
 
 quantize-potential: quantize-potential-organic quantize-potential-ethanol quantize-potential-aspirin
 
-ETHANOL_QAT := --max-steps 6000 --max-minutes 60 --lr 2e-4
-quantize-potential-ethanol: QUANT_STEPS := 6000
+ETHANOL_QAT := --max-steps $(ETHANOL_STEPS) --max-minutes $(QUANT_MINUTES) --lr $(QUANT_LR)
+quantize-potential-ethanol: QUANT_STEPS := $(ETHANOL_STEPS)
 
 quantize-potential-organic quantize-potential-ethanol quantize-potential-aspirin: quantize-potential-%: $(STAMP)
 	$(QUANT_ENV) nice -n 5 $(PY) -m simulation.quantize.qat --float simulation/checkpoints/$* \
