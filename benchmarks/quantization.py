@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._results import RESULTS, git_commit, write  # noqa: E402
 from simulation.datasets import LabelledSet  # noqa: E402
 from simulation.model import WEIGHTS_NAME, EquivariantPotential, neighbour_list  # noqa: E402
+from simulation.quantize.conservation import path_work_mismatch  # noqa: E402
 from simulation.quantize.fakequant import QuantSpec, quantize  # noqa: E402
 from simulation.quantize.lee import lie_derivative_error, local_equivariance_error  # noqa: E402
 from simulation.quantize.pack import save_packed, state_dict_bytes  # noqa: E402
@@ -83,20 +84,13 @@ def _packed(fq, folder: Path) -> QuantizedPotential:
 
 
 def _path_conservation(model, z, x) -> float:
-    """|E(b) - E(a) + integral of F.dx| / |E(b) - E(a)| along a 0.3 Angstrom straight path (float64)."""
+    """|E(b) - E(a) + work of F| / |E(b) - E(a)| along a 0.3 Angstrom straight path (float64)."""
     model = model.double()
     z, x = torch.as_tensor(z), torch.as_tensor(x, dtype=torch.float64)
     d = torch.as_tensor(np.random.default_rng(0).normal(size=tuple(x.shape)))
-    d /= d.norm()
-    ts = np.linspace(0.0, 0.3, 61)
-    energy, slope = [], []
-    for t in ts:
-        e, f = model.energy_and_forces(z, x + float(t) * d)
-        energy.append(float(e[0].detach()))
-        slope.append(float((f * d).sum()))
+    gap, change = path_work_mismatch(lambda p: model.energy_and_forces(z, p), x, 0.3 * d / d.norm(), points=61)
     model.float()
-    work = -np.trapezoid(slope, ts)
-    return abs(energy[-1] - energy[0] - work) / max(abs(energy[-1] - energy[0]), 1e-12)
+    return gap / max(change, 1e-12)
 
 
 def _compare_vector_quantizers(model: EquivariantPotential, test: LabelledSet, frames: int = 20) -> dict:
@@ -157,6 +151,42 @@ def _compare_vector_quantizers(model: EquivariantPotential, test: LabelledSet, f
 
 
 _NVE_KINDS = ("fp32", "gaq_w4a8", "gaq_w4a8_float_act")  # the models of the NVE runs (see _md_job)
+
+# Where the W4A8 model rounds activations, grouped by layer family: the NVE runs of ``--part sites`` keep one
+# family in float at a time, to find which rounding makes the straight-through forces non-conservative.
+_ROUNDING_SITES = {
+    "vectors": ("vector:",),  # the MDDQ vector-feature quantizers
+    "messages": (".query", ".key", ".key_radial", ".value.0", ".value.2", ".value_radial"),
+    "updates": (".gate.0", ".gate.2"),
+    "readout": ("readout.",),
+    "all_scalars": (".query", ".key", ".key_radial", ".value.", ".value_radial", ".gate.", "readout."),
+}
+
+
+class _PartlyRoundedPotential(QuantizedPotential):
+    """The packed W4A8 model with the activation rounding of some layer families (``_ROUNDING_SITES``) off."""
+
+    float_sites: tuple[str, ...] = ()
+
+    def _float(self, name: str) -> bool:
+        return any(site in name for site in self.float_sites)
+
+    def linear(self, name: str, x: torch.Tensor, vector: bool = False) -> torch.Tensor:
+        if not self._float(name):
+            return super().linear(name, x, vector)
+        bias = self._names.get(name + ".bias")
+        return torch.nn.functional.linear(x, self.weight(name, x.dtype), getattr(self, bias) if bias else None)
+
+    def vector(self, key: str, v: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+        return v if self._float("vector:" + key) else super().vector(key, v, frames)
+
+
+def _partly_rounded(family: str) -> QuantizedPotential:
+    model = QuantizedPotential.from_pretrained(CKPT / "ethanol-w4a8", torch.float64)
+    model.__class__ = _PartlyRoundedPotential
+    model.float_sites = _ROUNDING_SITES[family]
+    return model
+
 
 _FOLDERS = {
     "naive_w4a8": BUILD / "ethanol-naive-w4a8",
@@ -274,7 +304,8 @@ def _md_job(
     which slows the X-H vibrations so a 2 fs step is stable without constraints.
 
     ``kind``: ``fp32`` (the float checkpoint), ``gaq_w4a8`` (the packed W4A8 model as shipped, 8-bit activations)
-    or ``gaq_w4a8_float_act`` (the same packed int4 weights with activation rounding off: a smooth energy).
+    or ``gaq_w4a8_float_act`` (the same packed int4 weights with activation rounding off: a smooth energy), or
+    ``gaq_w4a8_float:<family>`` (rounding off only in that family of ``_ROUNDING_SITES``).
     """
     torch.set_num_threads(1)
     import openmm
@@ -287,6 +318,8 @@ def _md_job(
     potential: object = {"fp32": "workbench-ethanol", "gaq_w4a8": "workbench-ethanol-w4a8"}.get(kind)
     if kind == "gaq_w4a8_float_act":
         potential = QuantizedPotential.from_pretrained(CKPT / "ethanol-w4a8", torch.float64, activations="float")
+    elif kind.startswith("gaq_w4a8_float:"):
+        potential = _partly_rounded(kind.split(":", 1)[1])
     structure = to_structure("CCO")
     t_compile = time.perf_counter()
     system, topology, positions = create_system(structure, potential, compile=True)
@@ -387,12 +420,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--markdown-only", action="store_true", help="re-render quantization.md from the JSON")
     parser.add_argument(
         "--part",
-        choices=("all", "md", "static", "merge", "speed"),
+        choices=("all", "md", "static", "merge", "speed", "sites"),
         default="all",
         help="md: only the MD runs (-> quantization_md.json); static: everything else, MD read from that file; "
-        "merge: put that file's MD into quantization.json; speed: re-measure the batched speed into it",
+        "merge: put that file's MD into quantization.json; speed: re-measure the batched speed into it; "
+        "sites: NVE of W4A8 with the rounding of one layer family off at a time (-> quantization_sites.json)",
     )
     args = parser.parse_args(argv)
+    if args.part == "sites":
+        return _site_runs(args)
     if args.part in ("merge", "speed"):
         figures = json.loads((RESULTS / "quantization.json").read_text())
         figures.update(_saved_md())
@@ -563,6 +599,42 @@ def main(argv: list[str] | None = None) -> dict:
     path = write("quantization", figures)
     _write_markdown(figures, RESULTS / "quantization.md")
     print(path)
+    return figures
+
+
+def _site_runs(args) -> dict:
+    """NVE drift of the W4A8 model as shipped and with the activation rounding of one layer family off at a
+    time (same protocol and seeds as the headline NVE runs), written to ``quantization_sites.json``."""
+    t_start = time.perf_counter()
+    kinds = ["gaq_w4a8", *(f"gaq_w4a8_float:{family}" for family in _ROUNDING_SITES)]
+    with futures.ProcessPoolExecutor(max_workers=max(args.md_workers, 1)) as pool:
+        jobs = {
+            f"{kind}_seed{seed}": pool.submit(_md_job, kind, "NVE", args.nve_ps, 0.5, args.md_max_minutes, None, seed)
+            for seed in range(args.nve_seeds)
+            for kind in kinds
+        }
+        md = _collect(jobs, pool)
+    drift = {}
+    for kind in kinds:
+        runs = [md[f"{kind}_seed{seed}"] for seed in range(args.nve_seeds)]
+        signed = [r.get("drift_mev_per_atom_per_ps", float("nan")) for r in runs]
+        drift[kind.split(":", 1)[-1] if ":" in kind else "none (as shipped)"] = {
+            "float_sites": list(_ROUNDING_SITES.get(kind.split(":", 1)[-1], ())),
+            "mean_abs_drift_mev_per_atom_per_ps": float(np.mean(np.abs(signed))),
+            "drift_per_seed": signed,
+            "mean_total_energy_std_mev_per_atom": float(
+                np.mean([r.get("total_energy_std_mev_per_atom", float("nan")) for r in runs])
+            ),
+        }
+    figures = {
+        "rounding_off_in": drift,
+        "units": "meV/atom/ps (drift), meV/atom (total-energy standard deviation)",
+        "nve_ps": args.nve_ps,
+        "seeds": args.nve_seeds,
+        "md": md,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    print(write("quantization_sites", figures))
     return figures
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from simulation.fast import FastPotential
+from simulation.quantize.conservation import path_work_mismatch
 from simulation.quantize.fakequant import QuantSpec, quantize
 from simulation.quantize.mddq import QuantizationError
 from simulation.quantize.pack import save_packed
@@ -24,17 +25,6 @@ def folder(small_model, ethanol, tmp_path):
     x = torch.as_tensor(np.concatenate([positions + rng.normal(0, 0.1, positions.shape) for _ in range(4)]))
     calibration = [(z, x.float(), torch.arange(4).repeat_interleave(len(numbers)))]
     return save_packed(quantize(small_model, QuantSpec(4, 8, "mddq"), calibration), tmp_path / "w4a8")
-
-
-def _path_mismatch(evaluate, x0: torch.Tensor, direction: torch.Tensor, n: int = 241) -> tuple[float, float]:
-    """``(|E(end) - E(start) + work of F|, |E(end) - E(start)|)`` along ``x0 + t * direction``, t in [0, 1]."""
-    energies, slopes = [], []
-    for t in np.linspace(0.0, 1.0, n):
-        e, f = evaluate(x0 + float(t) * direction)
-        energies.append(float(e))
-        slopes.append(float((f * direction).sum()))
-    work = np.trapezoid(slopes, np.linspace(0.0, 1.0, n))
-    return abs(energies[-1] - energies[0] + work), abs(energies[-1] - energies[0])
 
 
 def test_fast_path_equals_the_neighbour_list_model(folder, ethanol):
@@ -57,8 +47,8 @@ def test_float_activations_give_conservative_forces(folder, ethanol):
     direction *= 0.3 / direction.norm()
     smooth = FastPotential(QuantizedPotential.from_pretrained(folder, torch.float64, activations="float"), numbers)
     w4a8 = FastPotential(QuantizedPotential.from_pretrained(folder, torch.float64), numbers)
-    smooth_gap, smooth_change = _path_mismatch(smooth, x0, direction)
-    rounded_gap, _ = _path_mismatch(w4a8, x0, direction)
+    smooth_gap, smooth_change = path_work_mismatch(smooth, x0, direction, 241)
+    rounded_gap, _ = path_work_mismatch(w4a8, x0, direction, 241)
     assert smooth_change > 1e-3
     assert smooth_gap < 1e-4 * smooth_change + 1e-7  # work of the forces = energy change (quadrature error only)
     assert rounded_gap > 10 * smooth_gap  # the 8-bit rounding steps are what breaks it
