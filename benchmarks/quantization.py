@@ -11,6 +11,9 @@ seeds each; the top-level drifts are their mean absolute values), and 1 ns of NV
 for W4A8; a run that hits its wall-clock cap reports the length it reached.
 
     python benchmarks/quantization.py [--configs 100 --rotations 100 --batched 1024 --nve-ps 50 --nvt-ps 1000]
+
+``--part sites`` is a separate diagnostic (``quantization_sites.json``): the W4A8 NVE runs again with the
+activation rounding of one family of layers off at a time, to see which rounding pumps energy in.
 """
 
 from __future__ import annotations
