@@ -12,9 +12,9 @@
 #   make bench-reasoning       benchmarks/results/reasoning.json (builds the traces first if missing; the
 #                              before-stage-c and without-traces rows are skipped until their models are built)
 #
-# Training runs on one CPU thread, at lower priority, so it can share the machine. Step counts are fixed
-# (stage b stops at RSN_ALIGN_STEPS of its 1000-step schedule, stage c runs RSN_RL_STEPS updates) so a
-# re-run reproduces the shipped model's schedule.
+# Training runs at lower priority, so it can share the machine; every stage but (a) on one CPU thread.
+# Step counts are fixed (stage b stops at RSN_ALIGN_STEPS of its 1000-step schedule, stage c runs
+# RSN_RL_STEPS updates) so a re-run reproduces the shipped model's schedule.
 
 RSN_BUILD := build/reasoning
 RSN_CKPT  := reasoning/checkpoints/compact
@@ -23,10 +23,11 @@ RSN_ALIGN_STEPS ?= 384
 RSN_RL_STEPS ?= 275
 RSN_RL_BEST_STEPS ?= 275  # then GRPO with leave-one-out credit for each group's best answer
 RSN_ENV   := OMP_NUM_THREADS=1
-RSN_MOSES ?= 15000
-RSN_TRACES ?= 9600  # traces kept per shard (the shipped model saw 2 x 9600)
+RSN_MOSES ?= 40000
+RSN_TRACES ?= 24000  # traces kept per shard (the shipped model saw 2 x 24000)
 RSN_SFT_ARGS ?= --d-model 192 --n-layers 4 --n-heads 6 --d-ff 512 --max-len 320 --batch-size 16 \
-	--lr 2e-3 --warmup-steps 50 --max-steps 860 --max-minutes 240
+	--lr 2e-3 --warmup-steps 50 --max-steps 3000 --max-minutes 240
+RSN_SFT_THREADS ?= 2  # stage (a) alone uses both cores (~25 min); the other stages use one
 
 .PHONY: traces-reasoning train-reasoning-sft bench-reasoning
 
@@ -42,10 +43,11 @@ traces-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl
 
 train-reasoning-sft: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)
 	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_SFT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS)
+		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_SFT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS) --threads $(RSN_SFT_THREADS)
 
 bench-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)  # novelty is against the training traces
 	$(RSN_ENV) $(PY) benchmarks/reasoning.py --held-out 200 --before-stage-c $(RSN_BUILD)/align \
+		--traces $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl \
 		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 32 --verbose
 
 bench: bench-reasoning
