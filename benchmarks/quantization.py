@@ -162,8 +162,8 @@ _ROUNDING_SITES = {
     "messages": (".query", ".key", ".key_radial", ".value.0", ".value.2", ".value_radial"),
     "updates": (".gate.0", ".gate.2"),
     "readout": ("readout.",),
-    "all_scalars": (".query", ".key", ".key_radial", ".value.", ".value_radial", ".gate.", "readout."),
 }
+_ROUNDING_SITES["all_scalars"] = _ROUNDING_SITES["messages"] + _ROUNDING_SITES["updates"] + _ROUNDING_SITES["readout"]
 
 
 class _PartlyRoundedPotential(QuantizedPotential):
@@ -171,17 +171,8 @@ class _PartlyRoundedPotential(QuantizedPotential):
 
     float_sites: tuple[str, ...] = ()
 
-    def _float(self, name: str) -> bool:
-        return any(site in name for site in self.float_sites)
-
-    def linear(self, name: str, x: torch.Tensor, vector: bool = False) -> torch.Tensor:
-        if not self._float(name):
-            return super().linear(name, x, vector)
-        bias = self._names.get(name + ".bias")
-        return torch.nn.functional.linear(x, self.weight(name, x.dtype), getattr(self, bias) if bias else None)
-
-    def vector(self, key: str, v: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
-        return v if self._float("vector:" + key) else super().vector(key, v, frames)
+    def rounds_activations(self, site: str) -> bool:
+        return not any(pattern in site for pattern in self.float_sites) and super().rounds_activations(site)
 
 
 def _partly_rounded(family: str) -> QuantizedPotential:
@@ -621,8 +612,9 @@ def _site_runs(args) -> dict:
     for kind in kinds:
         runs = [md[f"{kind}_seed{seed}"] for seed in range(args.nve_seeds)]
         signed = [r.get("drift_mev_per_atom_per_ps", float("nan")) for r in runs]
-        drift[kind.split(":", 1)[-1] if ":" in kind else "none (as shipped)"] = {
-            "float_sites": list(_ROUNDING_SITES.get(kind.split(":", 1)[-1], ())),
+        family = kind.partition(":")[2]
+        drift[family or "none (as shipped)"] = {
+            "float_sites": list(_ROUNDING_SITES.get(family, ())),
             "mean_abs_drift_mev_per_atom_per_ps": float(np.mean(np.abs(signed))),
             "drift_per_seed": signed,
             "mean_total_energy_std_mev_per_atom": float(

@@ -60,11 +60,12 @@ train-reasoning-align: $(STAMP)
 		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_SFT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
 		--max-steps 1000 --stop-after $(RSN_ALIGN_STEPS) --max-minutes 240
 
+RSN_RL := $(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --traces $(RSN_BUILD)/traces-0.jsonl --max-minutes 240
+
 train-reasoning-rl: $(STAMP)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/align --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS) --max-minutes 240
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --init $(RSN_BUILD)/rl --traces $(RSN_BUILD)/traces-0.jsonl \
-		--out $(RSN_BUILD)/rl-best --advantage group+best --seed 1 --max-steps $(RSN_RL_BEST_STEPS) --max-minutes 240
+	$(RSN_RL) --init $(RSN_BUILD)/align --out $(RSN_BUILD)/rl --max-steps $(RSN_RL_STEPS)
+	$(RSN_RL) --init $(RSN_BUILD)/rl --out $(RSN_BUILD)/rl-best --advantage group+best --seed 1 \
+		--max-steps $(RSN_RL_BEST_STEPS)
 
 ship-reasoning:
 	mkdir -p $(RSN_CKPT)

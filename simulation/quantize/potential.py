@@ -187,10 +187,15 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
             for name in [*self._in_features]:
                 self.weight(name, dtype)
 
+    def rounds_activations(self, site: str) -> bool:
+        """Whether the input at ``site`` (a linear layer's name, or ``"vector:<key>"`` for a vector-feature
+        quantizer) is rounded: everywhere with ``activations="int8"``, nowhere with ``"float"``."""
+        return self.activations != "float"
+
     def linear(self, name: str, x: Tensor, vector: bool = False) -> Tensor:
         bias = self._names.get(name + ".bias")
         bias = getattr(self, bias) if bias is not None else None
-        if vector or self.activations == "float":
+        if vector or not self.rounds_activations(name):
             return nnf.linear(x, self.weight(name, x.dtype), bias)
         qmin, qmax = -(2 ** (self.spec.activation_bits - 1)), 2 ** (self.spec.activation_bits - 1) - 1
         if self.spec.activation_scale == "row":  # dynamic: one step per row (atom or pair)
@@ -211,7 +216,7 @@ class QuantizedPotential(QuantizedGraphInterface, nn.Module):
         return nnf.linear(fake_quant(x, step, qmin, qmax), weight, bias)
 
     def vector(self, key: str, v: Tensor, frames: Tensor | None = None) -> Tensor:
-        if self.activations == "float":
+        if not self.rounds_activations("vector:" + key):
             return v
         return self.vector_q[_key(key)](v, frames)
 
