@@ -431,7 +431,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="reasoning", help="results file name (benchmarks/results/<name>.json)")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument(
-        "--traces", nargs="+", default=["build/reasoning/traces-0.jsonl", "build/reasoning/traces-1.jsonl"]
+        "--traces",
+        nargs="+",
+        default=[f"build/reasoning/traces-{shard}.jsonl" for shard in range(4)],
+        help="the training traces (novelty and retrieval are against their molecules)",
     )
     parser.add_argument("--temperature", type=float, default=0.9)
     parser.add_argument("--top-p", type=float, default=0.95)

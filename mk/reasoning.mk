@@ -1,6 +1,6 @@
 # reasoning/: teacher traces, the three training stages of the compact reasoning model, and its benchmark.
 #
-#   make traces-reasoning      build/reasoning/traces-{0,1}.jsonl  (MOSES train sample + ChEMBL drugs)
+#   make traces-reasoning      build/reasoning/traces-{0..3}.jsonl  (MOSES train samples + ChEMBL drugs)
 #   make train-reasoning-sft   stage (a) SFT into build/reasoning/sft (re-running resumes from
 #                              build/reasoning/sft-state; JSON-lines log in the folder)
 #   make train-reasoning-align stage (b) into build/reasoning/align (from stage a)
@@ -24,30 +24,30 @@ RSN_RL_STEPS ?= 275
 RSN_RL_BEST_STEPS ?= 275  # then GRPO with leave-one-out credit for each group's best answer
 RSN_ENV   := OMP_NUM_THREADS=1
 RSN_MOSES ?= 40000
-RSN_TRACES ?= 24000  # traces kept per shard (the shipped model saw 2 x 24000)
+RSN_TRACES ?= 24000  # traces kept per shard
+RSN_SHARDS ?= 0 1 2 3  # the shipped model saw 4 x 24000
+RSN_TRACE_FILES = $(foreach s,$(RSN_SHARDS),$(RSN_BUILD)/traces-$(s).jsonl)
 RSN_SFT_ARGS ?= --d-model 192 --n-layers 4 --n-heads 6 --d-ff 512 --max-len 320 --batch-size 16 \
-	--lr 2e-3 --warmup-steps 50 --max-steps 3000 --max-minutes 240
+	--lr 2e-3 --warmup-steps 50 --max-steps 6000 --max-minutes 240
 RSN_SFT_THREADS ?= 2  # stage (a) alone uses both cores (~25 min); the other stages use one
 
 .PHONY: traces-reasoning train-reasoning-sft bench-reasoning
 
-$(RSN_BUILD)/traces-0.jsonl: | $(STAMP)
+# One shard per seed; shard 0 also holds the ChEMBL drug sample.
+$(RSN_BUILD)/traces-%.jsonl: | $(STAMP)
 	mkdir -p $(RSN_BUILD)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.traces --out $@ --moses $(RSN_MOSES) --drugs --seed 0 --limit $(RSN_TRACES)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.traces --out $@ --moses $(RSN_MOSES) $(if $(filter 0,$*),--drugs) \
+		--seed $* --limit $(RSN_TRACES)
 
-$(RSN_BUILD)/traces-1.jsonl: | $(STAMP)
-	mkdir -p $(RSN_BUILD)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.traces --out $@ --moses $(RSN_MOSES) --seed 1 --limit $(RSN_TRACES)
+traces-reasoning: $(RSN_TRACE_FILES)
 
-traces-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl
+train-reasoning-sft: $(RSN_TRACE_FILES) $(STAMP)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_TRACE_FILES) --out $(RSN_SFT) \
+		--state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS) --threads $(RSN_SFT_THREADS)
 
-train-reasoning-sft: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_SFT) --state $(RSN_BUILD)/sft-state $(RSN_SFT_ARGS) --threads $(RSN_SFT_THREADS)
-
-bench-reasoning: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)  # novelty is against the training traces
+bench-reasoning: $(RSN_TRACE_FILES) $(STAMP)  # novelty is against the training traces
 	$(RSN_ENV) $(PY) benchmarks/reasoning.py --held-out 200 --before-stage-c $(RSN_BUILD)/align \
-		--traces $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl \
+		--traces $(RSN_TRACE_FILES) \
 		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 32 --verbose
 
 bench: bench-reasoning
@@ -56,8 +56,8 @@ bench: bench-reasoning
 .PHONY: train-reasoning-align train-reasoning-rl ship-reasoning train-reasoning
 
 train-reasoning-align: $(STAMP)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.align --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --init $(RSN_SFT) --out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.align --traces $(RSN_TRACE_FILES) --init $(RSN_SFT) \
+		--out $(RSN_BUILD)/align --state $(RSN_BUILD)/align-state \
 		--max-steps 1000 --stop-after $(RSN_ALIGN_STEPS) --max-minutes 240
 
 RSN_RL := $(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.rl --traces $(RSN_BUILD)/traces-0.jsonl --max-minutes 240
@@ -85,7 +85,7 @@ train-reasoning: train-reasoning-sft
 
 # The "without traces" comparison model: stage (a) on the same records and schedule, spec -> SMILES only.
 .PHONY: train-reasoning-notrace
-train-reasoning-notrace: $(RSN_BUILD)/traces-0.jsonl $(RSN_BUILD)/traces-1.jsonl $(STAMP)
-	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_BUILD)/traces-0.jsonl \
-		$(RSN_BUILD)/traces-1.jsonl --out $(RSN_BUILD)/notrace --state $(RSN_BUILD)/notrace-state \
+train-reasoning-notrace: $(RSN_TRACE_FILES) $(STAMP)
+	$(RSN_ENV) nice -n 10 $(PY) -m reasoning.train.sft --traces $(RSN_TRACE_FILES) \
+		--out $(RSN_BUILD)/notrace --state $(RSN_BUILD)/notrace-state \
 		$(RSN_SFT_ARGS) --no-traces 1
