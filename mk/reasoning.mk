@@ -9,6 +9,7 @@
 #   make ship-reasoning        copy stage (c) and the logs of all three stages to reasoning/checkpoints/compact
 #   make train-reasoning       all of the above, in order
 #   make train-reasoning-notrace  the "without traces" comparison model (build/reasoning/notrace)
+#   make bench-reasoning-self-check  benchmarks/results/reasoning_self_check.json (the model's checks vs spec.check)
 #   make bench-reasoning       benchmarks/results/reasoning.json (builds the traces first if missing; the
 #                              before-stage-c and without-traces rows are skipped until their models are built)
 #
@@ -50,7 +51,11 @@ bench-reasoning: $(RSN_TRACE_FILES) $(STAMP)  # novelty is against the training 
 		--traces $(RSN_TRACE_FILES) \
 		--without-traces $(RSN_BUILD)/notrace --plain-specs 60 --proposer-specs 60 --workers 2 --specs-per-batch 32 --verbose
 
-bench: bench-reasoning
+bench: bench-reasoning bench-reasoning-self-check
+
+.PHONY: bench-reasoning-self-check
+bench-reasoning-self-check: $(STAMP)  # how often the shipped model's own checks are true (~2 min)
+	$(RSN_ENV) $(PY) benchmarks/reasoning_self_check.py --specs 60
 
 # Stages (b) and (c) continue from stage (a); the stage (c) model is the one shipped.
 .PHONY: train-reasoning-align train-reasoning-rl ship-reasoning train-reasoning
