@@ -30,7 +30,7 @@ RSN_SHARDS ?= 0 1 2 3  # the shipped model saw 4 x 24000
 RSN_TRACE_FILES = $(foreach s,$(RSN_SHARDS),$(RSN_BUILD)/traces-$(s).jsonl)
 RSN_SFT_ARGS ?= --d-model 192 --n-layers 4 --n-heads 6 --d-ff 512 --max-len 320 --batch-size 16 \
 	--lr 2e-3 --warmup-steps 50 --max-steps 6000 --max-minutes 240
-RSN_SFT_THREADS ?= 2  # stage (a) alone uses both cores (~25 min); the other stages use one
+RSN_SFT_THREADS ?= 2  # stage (a) alone uses both cores (~57 min); the other stages use one
 
 .PHONY: traces-reasoning train-reasoning-sft bench-reasoning
 
