@@ -1,4 +1,4 @@
-"""How often the reasoning model's own checks are true: ``results/reasoning_self_check.json``.
+"""How faithful the reasoning model's traces are: ``results/reasoning_self_check.json``.
 
 A trace ends with "check every constraint" (``check mw 312 ok ; tpsa 64 ok ; ...``). This samples held-out
 specs, takes each valid answer, and counts the property checks the trace calls ``ok`` that the final
@@ -6,7 +6,15 @@ molecule fails under ``spec.check``, per property, plus the answers whose trace 
 while the spec fails. The specs come from the same held-out scaffold split as ``benchmarks/reasoning.py``
 but with their own seed, so the two benchmarks do not share specs.
 
-    OMP_NUM_THREADS=1 python benchmarks/reasoning_self_check.py --specs 60
+It also assembles the molecule each trace builds (its scaffold plus every added fragment, bonded as
+:class:`reasoning.grounding.TraceGrounder` bonds them while grounding the running estimates) and compares it
+with the final answer: how often the two have the same molecular formula (a teacher trace's build always
+has its answer's formula, up to fragments the grounder cannot attach), and how often each meets the spec,
+per answer and best of the spec's samples. ``--compare`` adds the same build-vs-answer figures for other
+checkpoints, e.g. the stage (a) and (b) models. Satisfaction here is not checked for novelty.
+
+    OMP_NUM_THREADS=1 python benchmarks/reasoning_self_check.py --specs 60 \
+        --compare build/reasoning/sft build/reasoning/align
 """
 
 from __future__ import annotations
@@ -19,10 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rdkit import Chem  # noqa: E402
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula  # noqa: E402
+
 from benchmarks import _results  # noqa: E402
 from benchmarks.reasoning import held_out_specs  # noqa: E402
 from reasoning.backends.compact import CompactReasoner, default_checkpoint  # noqa: E402
 from reasoning.decoding import SmilesBounds  # noqa: E402
+from reasoning.grounding import TraceGrounder  # noqa: E402
 from reasoning.traces import render_spec  # noqa: E402
 from workbench.chem import validate  # noqa: E402
 
@@ -36,6 +48,57 @@ def claimed_ok(trace: str) -> tuple[bool, list[str]]:
     return True, _CLAIM.findall(trace.split(" check ", 1)[1])
 
 
+def built_molecule(tokenizer, prompt: str, trace: str) -> Chem.Mol | None:
+    """The molecule a trace builds, as the grounder assembles it; None when its steps do not assemble."""
+    grounder = TraceGrounder.for_prompt(prompt)
+    for token in tokenizer.tokenize(trace):
+        grounder.push(token)
+    return grounder.partial
+
+
+def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -> dict:
+    """Per answer and per spec: does the trace's built molecule, or the final answer, meet the spec?"""
+    answers = assembled = same_formula = built_ok = answer_ok = specs_built = specs_answer = 0
+    for _, spec in specs:
+        prompt = render_spec(spec)
+        any_built = any_answer = False
+        for sample in reasoner.generate(
+            prompt,
+            samples,
+            seed=seed,
+            elements=list(spec.elements) if spec.elements is not None else None,
+            bounds=SmilesBounds.from_spec(spec),
+        ):
+            report = validate(sample.smiles) if sample.smiles else None
+            if report is None or report.molecule is None or not report.ok:
+                continue
+            answers += 1
+            ok = spec.check(report.molecule).ok
+            answer_ok += ok
+            any_answer |= ok
+            built = built_molecule(reasoner.tokenizer, prompt, sample.trace)
+            built_report = validate(Chem.MolToSmiles(built)) if built is not None else None
+            if built_report is None or built_report.molecule is None or not built_report.ok:
+                continue
+            assembled += 1
+            same_formula += CalcMolFormula(built) == CalcMolFormula(report.molecule.graph)
+            b_ok = spec.check(built_report.molecule).ok
+            built_ok += b_ok
+            any_built |= b_ok
+        specs_built += any_built
+        specs_answer += any_answer
+    n = len(specs)
+    return {
+        "valid_answers": answers,
+        "builds_assembled": assembled,
+        "same_formula_fraction": round(same_formula / assembled, 4) if assembled else None,
+        "answer_meets_spec_fraction": round(answer_ok / answers, 4) if answers else None,
+        "build_meets_spec_fraction": round(built_ok / answers, 4) if answers else None,
+        "answer_best_of_n": round(specs_answer / n, 4) if n else None,
+        "build_best_of_n": round(specs_built / n, 4) if n else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--specs", type=int, default=60)
@@ -43,12 +106,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--name", default="reasoning_self_check")
+    parser.add_argument("--compare", nargs="*", default=[], help="more checkpoints for the build-vs-answer figures")
     args = parser.parse_args(argv)
 
     reasoner = CompactReasoner.from_pretrained(args.checkpoint or default_checkpoint())
+    specs = held_out_specs(args.specs, seed=args.seed)
     claims, false_claims = Counter(), Counter()
     answers = with_check = all_ok = all_ok_but_failed = 0
-    for _, spec in held_out_specs(args.specs, seed=args.seed):
+    for _, spec in specs:
         samples = reasoner.generate(
             render_spec(spec),
             args.samples,
@@ -72,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                 claims[prop] += 1
                 false_claims[prop] += prop in failed
     figures = {
-        "checkpoint": str(args.checkpoint or default_checkpoint()),
+        "checkpoint": str(args.checkpoint or "reasoning/checkpoints/compact"),
         "specs": args.specs,
         "samples_per_spec": args.samples,
         "valid_answers": answers,
@@ -83,6 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
         "property_ok_claims": dict(sorted(claims.items())),
         "property_ok_claims_false_fraction": {
             k: round(false_claims[k] / n, 4) for k, n in sorted(claims.items()) if n >= 5
+        },
+        "build_vs_answer": {
+            str(args.checkpoint or "shipped"): build_vs_answer(reasoner, specs, args.samples, args.seed),
+            **{
+                folder: build_vs_answer(CompactReasoner.from_pretrained(folder), specs, args.samples, args.seed)
+                for folder in args.compare
+            },
         },
     }
     print(_results.write(args.name, figures))
