@@ -55,7 +55,8 @@ bench: bench-reasoning bench-reasoning-self-check
 
 .PHONY: bench-reasoning-self-check
 bench-reasoning-self-check: $(STAMP)  # the shipped model's checks and builds vs its answers; also stages a, b, c-plain (~2 min)
-	$(RSN_ENV) $(PY) benchmarks/reasoning_self_check.py --specs 60 --compare $(RSN_SFT) $(RSN_BUILD)/align $(RSN_BUILD)/rl
+	$(RSN_ENV) $(PY) benchmarks/reasoning_self_check.py --specs 60 \
+		--compare $(patsubst %/config.json,%,$(wildcard $(RSN_SFT)/config.json $(RSN_BUILD)/align/config.json $(RSN_BUILD)/rl/config.json))
 
 # Stages (b) and (c) continue from stage (a); the stage (c) model is the one shipped.
 .PHONY: train-reasoning-align train-reasoning-rl ship-reasoning train-reasoning
