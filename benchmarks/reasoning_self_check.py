@@ -7,7 +7,7 @@ while the spec fails. The specs come from the same held-out scaffold split as ``
 but with their own seed, so the two benchmarks do not share specs.
 
 It also assembles the molecule each trace builds (its scaffold plus every added fragment, bonded as
-:class:`reasoning.grounding.TraceGrounder` bonds them while grounding the running estimates) and compares it
+:func:`reasoning.grounding.built_molecule` bonds them while grounding the running estimates) and compares it
 with the final answer: how often the two have the same molecular formula (a teacher trace's build always
 has its answer's formula, up to fragments the grounder cannot attach), and how often each meets the spec,
 per answer and best of the spec's samples. ``--compare`` adds the same build-vs-answer figures for other
@@ -34,7 +34,7 @@ from benchmarks import _results  # noqa: E402
 from benchmarks.reasoning import held_out_specs  # noqa: E402
 from reasoning.backends.compact import CompactReasoner, default_checkpoint  # noqa: E402
 from reasoning.decoding import SmilesBounds  # noqa: E402
-from reasoning.grounding import TraceGrounder  # noqa: E402
+from reasoning.grounding import built_molecule  # noqa: E402
 from reasoning.traces import render_spec  # noqa: E402
 from workbench.chem import validate  # noqa: E402
 
@@ -46,14 +46,6 @@ def claimed_ok(trace: str) -> tuple[bool, list[str]]:
     if " check " not in trace:
         return False, []
     return True, _CLAIM.findall(trace.split(" check ", 1)[1])
-
-
-def built_molecule(tokenizer, prompt: str, trace: str) -> Chem.Mol | None:
-    """The molecule a trace builds, as the grounder assembles it; None when its steps do not assemble."""
-    grounder = TraceGrounder.for_prompt(prompt)
-    for token in tokenizer.tokenize(trace):
-        grounder.push(token)
-    return grounder.partial
 
 
 def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -> dict:
@@ -76,7 +68,7 @@ def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -
             ok = spec.check(report.molecule).ok
             answer_ok += ok
             any_answer |= ok
-            built = built_molecule(reasoner.tokenizer, prompt, sample.trace)
+            built = built_molecule(prompt, reasoner.tokenizer.tokenize(sample.trace))
             built_report = validate(Chem.MolToSmiles(built)) if built is not None else None
             if built_report is None or built_report.molecule is None or not built_report.ok:
                 continue

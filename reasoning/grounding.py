@@ -29,7 +29,7 @@ from rdkit import Chem
 from reasoning.traces import _RUNNING_PROPERTIES, format_value, parse_spec
 from workbench.chem.properties import compute as compute_property
 
-__all__ = ["TraceGrounder", "running_properties", "attach", "forced_positions"]
+__all__ = ["TraceGrounder", "running_properties", "attach", "forced_positions", "built_molecule"]
 
 
 def running_properties(property_names) -> list[str]:
@@ -163,6 +163,18 @@ def forced_positions(prompt: str, tokens: list[str]) -> list[bool]:
         forced.append(was_forced)
         pending.extend(grounder.push(token))
     return forced
+
+
+def built_molecule(prompt: str, tokens: list[str]) -> Chem.Mol | None:
+    """The molecule a trace builds: its scaffold with every added fragment bonded on as the grounder bonds it
+    (fragments that do not parse or attach are skipped); None when the trace names no usable scaffold.
+
+    For a teacher trace this is its answer up to where the fragments sit, so the two share a molecular
+    formula; a model's final SMILES need not be the molecule its trace built."""
+    grounder = TraceGrounder.for_prompt(prompt)
+    for token in tokens:
+        grounder.push(token)
+    return grounder.partial
 
 
 def _characters(value: str) -> list[str]:
