@@ -48,12 +48,12 @@ def claimed_ok(trace: str) -> tuple[bool, list[str]]:
     return True, _CLAIM.findall(trace.split(" check ", 1)[1])
 
 
-def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -> dict:
-    """Per answer and per spec: does the trace's built molecule, or the final answer, meet the spec?"""
-    answers = assembled = same_formula = built_ok = answer_ok = specs_built = specs_answer = 0
+def valid_answers(reasoner: CompactReasoner, specs, samples: int, seed: int) -> list[list[tuple]]:
+    """Per spec, ``(prompt, sample, molecule)`` for each of its ``samples`` answers that is a valid molecule."""
+    out = []
     for _, spec in specs:
         prompt = render_spec(spec)
-        any_built = any_answer = False
+        rows = []
         for sample in reasoner.generate(
             prompt,
             samples,
@@ -62,18 +62,58 @@ def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -
             bounds=SmilesBounds.from_spec(spec),
         ):
             report = validate(sample.smiles) if sample.smiles else None
-            if report is None or report.molecule is None or not report.ok:
-                continue
-            answers += 1
-            ok = spec.check(report.molecule).ok
+            if report is not None and report.molecule is not None and report.ok:
+                rows.append((prompt, sample, report.molecule))
+        out.append(rows)
+    return out
+
+
+def check_claims(specs, answers: list[list[tuple]]) -> dict:
+    """How often the check step's ``ok`` claims are false of the final answer, overall and per property."""
+    claims, false_claims = Counter(), Counter()
+    n_answers = with_check = all_ok = all_ok_but_failed = 0
+    for (_, spec), rows in zip(specs, answers, strict=True):
+        for _, sample, molecule in rows:
+            n_answers += 1
+            checked = spec.check(molecule)
+            failed = {str(r.name) for r in checked.failed if r.kind == "property"}
+            has_check, props = claimed_ok(sample.trace)
+            with_check += has_check
+            # the trace vocabulary has no failing verdict, so a check step is an "every check ok" claim
+            all_ok += has_check
+            all_ok_but_failed += has_check and not checked.ok
+            for prop in props:
+                claims[prop] += 1
+                false_claims[prop] += prop in failed
+    return {
+        "valid_answers": n_answers,
+        "answers_with_check_step": with_check,
+        "all_ok_claims": all_ok,
+        "all_ok_claims_false": all_ok_but_failed,
+        "all_ok_claims_false_fraction": round(all_ok_but_failed / all_ok, 4) if all_ok else None,
+        "property_ok_claims": dict(sorted(claims.items())),
+        "property_ok_claims_false_fraction": {
+            k: round(false_claims[k] / n, 4) for k, n in sorted(claims.items()) if n >= 5
+        },
+    }
+
+
+def build_vs_answer(tokenizer, specs, answers: list[list[tuple]]) -> dict:
+    """Per answer and per spec: does the trace's built molecule, or the final answer, meet the spec?"""
+    n_answers = assembled = same_formula = built_ok = answer_ok = specs_built = specs_answer = 0
+    for (_, spec), rows in zip(specs, answers, strict=True):
+        any_built = any_answer = False
+        for prompt, sample, molecule in rows:
+            n_answers += 1
+            ok = spec.check(molecule).ok
             answer_ok += ok
             any_answer |= ok
-            built = built_molecule(prompt, reasoner.tokenizer.tokenize(sample.trace))
+            built = built_molecule(prompt, tokenizer.tokenize(sample.trace))
             built_report = validate(Chem.MolToSmiles(built)) if built is not None else None
             if built_report is None or built_report.molecule is None or not built_report.ok:
                 continue
             assembled += 1
-            same_formula += CalcMolFormula(built) == CalcMolFormula(report.molecule.graph)
+            same_formula += CalcMolFormula(built) == CalcMolFormula(molecule.graph)
             b_ok = spec.check(built_report.molecule).ok
             built_ok += b_ok
             any_built |= b_ok
@@ -81,11 +121,11 @@ def build_vs_answer(reasoner: CompactReasoner, specs, samples: int, seed: int) -
         specs_answer += any_answer
     n = len(specs)
     return {
-        "valid_answers": answers,
+        "valid_answers": n_answers,
         "builds_assembled": assembled,
         "same_formula_fraction": round(same_formula / assembled, 4) if assembled else None,
-        "answer_meets_spec_fraction": round(answer_ok / answers, 4) if answers else None,
-        "build_meets_spec_fraction": round(built_ok / answers, 4) if answers else None,
+        "answer_meets_spec_fraction": round(answer_ok / n_answers, 4) if n_answers else None,
+        "build_meets_spec_fraction": round(built_ok / n_answers, 4) if n_answers else None,
         "answer_best_of_n": round(specs_answer / n, 4) if n else None,
         "build_best_of_n": round(specs_built / n, 4) if n else None,
     }
@@ -101,52 +141,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compare", nargs="*", default=[], help="more checkpoints for the build-vs-answer figures")
     args = parser.parse_args(argv)
 
-    reasoner = CompactReasoner.from_pretrained(args.checkpoint or default_checkpoint())
     specs = held_out_specs(args.specs, seed=args.seed)
-    claims, false_claims = Counter(), Counter()
-    answers = with_check = all_ok = all_ok_but_failed = 0
-    for _, spec in specs:
-        samples = reasoner.generate(
-            render_spec(spec),
-            args.samples,
-            seed=args.seed,
-            elements=list(spec.elements) if spec.elements is not None else None,
-            bounds=SmilesBounds.from_spec(spec),
-        )
-        for sample in samples:
-            report = validate(sample.smiles) if sample.smiles else None
-            if report is None or report.molecule is None or not report.ok:
-                continue
-            answers += 1
-            checked = spec.check(report.molecule)
-            failed = {str(r.name) for r in checked.failed if r.kind == "property"}
-            has_check, props = claimed_ok(sample.trace)
-            with_check += has_check
-            # the trace vocabulary has no failing verdict, so a check step is an "every check ok" claim
-            all_ok += has_check
-            all_ok_but_failed += has_check and not checked.ok
-            for prop in props:
-                claims[prop] += 1
-                false_claims[prop] += prop in failed
+
+    def answers_of(reasoner: CompactReasoner) -> list[list[tuple]]:
+        return valid_answers(reasoner, specs, args.samples, args.seed)
+
+    reasoner = CompactReasoner.from_pretrained(args.checkpoint or default_checkpoint())
+    shipped = answers_of(reasoner)  # sampled once: both figure groups below read the same answers
+    compared = {}
+    for folder in args.compare:
+        other = CompactReasoner.from_pretrained(folder)
+        compared[folder] = build_vs_answer(other.tokenizer, specs, answers_of(other))
     figures = {
         "checkpoint": str(args.checkpoint or "reasoning/checkpoints/compact"),
         "specs": args.specs,
         "samples_per_spec": args.samples,
-        "valid_answers": answers,
-        "answers_with_check_step": with_check,
-        "all_ok_claims": all_ok,
-        "all_ok_claims_false": all_ok_but_failed,
-        "all_ok_claims_false_fraction": round(all_ok_but_failed / all_ok, 4) if all_ok else None,
-        "property_ok_claims": dict(sorted(claims.items())),
-        "property_ok_claims_false_fraction": {
-            k: round(false_claims[k] / n, 4) for k, n in sorted(claims.items()) if n >= 5
-        },
+        **check_claims(specs, shipped),
         "build_vs_answer": {
-            str(args.checkpoint or "shipped"): build_vs_answer(reasoner, specs, args.samples, args.seed),
-            **{
-                folder: build_vs_answer(CompactReasoner.from_pretrained(folder), specs, args.samples, args.seed)
-                for folder in args.compare
-            },
+            str(args.checkpoint or "shipped"): build_vs_answer(reasoner.tokenizer, specs, shipped),
+            **compared,
         },
     }
     print(_results.write(args.name, figures))

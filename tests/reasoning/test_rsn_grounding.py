@@ -6,6 +6,7 @@ import re
 
 import pytest
 from rdkit import Chem
+from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 from reasoning.backends.compact import CompactReasoner, default_checkpoint
 from reasoning.decoding import SmilesBounds
@@ -65,8 +66,6 @@ def test_grounded_estimates_agree_with_the_teacher_traces(trace_records, tokeniz
 
 def test_a_teacher_trace_builds_its_answer_up_to_positions(trace_records, tokenizer):
     """Scaffold plus fragments gives the answer's atoms: the same molecular formula for nearly every trace."""
-    from rdkit.Chem.rdMolDescriptors import CalcMolFormula
-
     built = same = 0
     for record in trace_records:
         mol = built_molecule(record["prompt"], _trace_tokens(tokenizer, record))
