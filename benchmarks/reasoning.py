@@ -342,7 +342,11 @@ def proposer_run(
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     reasoner = CompactReasoner.from_pretrained(
-        args.checkpoint, temperature=args.temperature, top_p=args.top_p, ground_estimates=args.ground_estimates
+        args.checkpoint,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        ground_estimates=args.ground_estimates,
+        answer_from_build=args.answer_from_build,
     )
     train_smiles = [r["smiles"] for path in args.traces for r in read_traces(path)]
     corpus = TrainingCorpus(train_smiles)
@@ -365,6 +369,7 @@ def run(args: argparse.Namespace) -> dict:
         "top_p": args.top_p,
         "ground_restate": reasoner.ground_restate,
         "ground_estimates": reasoner.ground_estimates,
+        "answer_from_build": reasoner.answer_from_build,
         "spec_bounds": args.spec_bounds,
         "training_molecules": len(corpus.index),
     }
@@ -406,6 +411,7 @@ def run(args: argparse.Namespace) -> dict:
             top_p=args.top_p,
             ground_restate=restate,
             ground_estimates=args.ground_estimates,
+            answer_from_build=args.answer_from_build,
         )
         summary = summarize(sample_specs(other, specs, corpus, args, plain=False), corpus)
         figures[label] = {
@@ -459,6 +465,12 @@ def main(argv: list[str] | None = None) -> dict:
         "--ground-estimates",
         action="store_true",
         help="write the trace's running estimates with RDKit instead of sampling them",
+    )
+    parser.add_argument(
+        "--answer-from-build",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="answer with the molecule the trace built (constrained decoding's fallback when it does not fit)",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

@@ -51,6 +51,7 @@ from rdkit import Chem
 
 from reasoning.model import KVCache, ReasoningLM
 from reasoning.tokenizer import ReasoningTokenizer
+from reasoning.tokenizer import smiles_tokens as smiles_tokens_of
 
 __all__ = [
     "MAX_VALENCE",
@@ -644,15 +645,62 @@ class SmilesGrammarState:
         return out if state.can_end() else None
 
 
+def built_answer(
+    prompt: str, trace_tokens: Sequence[str], elements: Iterable[str] | None = None, bounds: SmilesBounds | None = None
+) -> str | None:
+    """The Kekulé SMILES of the molecule ``trace_tokens`` build for ``prompt``
+    (:func:`~reasoning.grounding.built_molecule`), or None when the trace builds nothing, the molecule fails
+    the chemistry rules (:func:`workbench.chem.validate`), or it breaks ``elements`` or ``bounds`` (atoms,
+    rings, mass, scaffold): a decoder answering with the build falls back to decoding in those cases.
+
+    >>> built_answer("<spec> mw 50 to 200 </spec>", "; scaffold C1=CC=CC=C1 gives ; add *O gives ; check".split())
+    'OC1=CC=CC=C1'
+    >>> chlorobenzene = "; scaffold C1=CC=CC=C1 gives ; add *Cl gives".split()
+    >>> built_answer("<spec> </spec>", chlorobenzene, elements=["C", "O"]) is None
+    True
+    """
+    from rdkit.Chem import Descriptors, rdMolDescriptors
+
+    from reasoning.grounding import built_molecule
+    from reasoning.traces import kekule_smiles
+    from workbench.chem import validate
+
+    mol = built_molecule(prompt, list(trace_tokens))
+    if mol is None or mol.GetNumAtoms() == 0 or len(Chem.GetMolFrags(mol)) != 1:
+        return None
+    if elements is not None and any(a.GetSymbol() not in set(elements) for a in mol.GetAtoms()):
+        return None
+    if bounds is not None:
+        atoms, rings, mass = mol.GetNumHeavyAtoms(), rdMolDescriptors.CalcNumRings(mol), Descriptors.MolWt(mol)
+        if atoms < bounds.min_atoms or (bounds.max_atoms is not None and atoms > bounds.max_atoms):
+            return None
+        if rings < bounds.min_rings or (bounds.max_rings is not None and rings > bounds.max_rings):
+            return None
+        if mass < bounds.min_mass or (bounds.max_heavy_mass is not None and mass > bounds.max_heavy_mass):
+            return None
+        if bounds.scaffold is not None:
+            template = Chem.MolFromSmiles("".join(bounds.scaffold))
+            if template is not None and not mol.HasSubstructMatch(template):
+                return None
+    try:
+        smiles = kekule_smiles(mol)
+    except (ValueError, RuntimeError):
+        return None
+    report = validate(smiles)
+    return smiles if report.molecule is not None and report.ok else None
+
+
 # ---------------------------------------------------------------------------------------------- sampling
 @dataclass
 class GeneratedText:
-    """One sampled completion: the reasoning text, the SMILES text, and whether it was forced to finish."""
+    """One sampled completion: the reasoning text, the SMILES text, whether it was forced to finish, and
+    whether the SMILES was assembled from the trace's build steps instead of decoded."""
 
     trace: str
     smiles: str
     forced: bool = False
     tokens: int = 0
+    built: bool = False  # the SMILES is the molecule the trace built (``answer_from_build``), not decoded
 
 
 def _sample(probs: torch.Tensor, generator: torch.Generator) -> int:
@@ -776,6 +824,7 @@ def generate(
     trace_prefix: str = "",
     bounds: SmilesBounds | None = None,
     ground_estimates: bool = False,
+    answer_from_build: bool = False,
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
 
@@ -806,6 +855,7 @@ def generate(
         trace_prefixes=[trace_prefix],
         bounds=[bounds],
         ground_estimates=ground_estimates,
+        answer_from_build=answer_from_build,
     )[0]
 
 
@@ -828,6 +878,7 @@ def generate_many(
     width: int | None = None,
     first_prompt: int = 0,
     ground_estimates: bool = False,
+    answer_from_build: bool = False,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
     padding is masked out of attention; rotary positions make the shift harmless in exact arithmetic).
@@ -848,6 +899,13 @@ def generate_many(
     With ``ground_estimates`` the running estimates of the trace's build steps (the numbers after each
     ``gives``) are computed with RDKit from the partial molecule and written for the model
     (:class:`~reasoning.grounding.TraceGrounder`) instead of sampled.
+
+    With ``answer_from_build`` (and ``constrained``; plain decoding stays the model's own) the answer is the
+    molecule the trace built (:func:`~reasoning.grounding.built_molecule`: its scaffold with every added
+    fragment bonded on), written by RDKit as soon as the trace ends, when it is a valid molecule within the
+    row's constraints (elements, ``bounds``: size, rings, mass, scaffold); otherwise the SMILES is decoded as
+    usual. The answer then follows the reasoning instead of being a separate guess (``GeneratedText.built``
+    says which it was).
 
     Each step masks and top-p filters the distributions of all constrained rows together, then samples
     them row by row; the tokens and random draws are those of :func:`_next_smiles_token` applied to
@@ -909,6 +967,7 @@ def generate_many(
     in_smiles = [False] * n
     done = [False] * n
     forced = [False] * n
+    built = [False] * n
     forced_queue: list[list[str]] = [[] for _ in range(n)]
     trace_queue: list[list[int]] = [[] for _ in range(n)]  # trace tokens to write instead of sampling
     grounders = None
@@ -948,6 +1007,16 @@ def generate_many(
                 next_ids.append(token_id)
                 if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
+                    if answer_from_build and constrained:
+                        answer = built_answer(
+                            prompts[row // n_prompt_rows],
+                            [tokenizer.tokens[i] for i in trace_ids[row]],
+                            states[row].elements,
+                            bounds[row // n_prompt_rows],
+                        )
+                        if answer is not None:
+                            smiles_tokens[row] = smiles_tokens_of(answer)
+                            built[row] = done[row] = True
                 else:
                     trace_ids[row].append(token_id)
                     if grounders is not None:
@@ -994,6 +1063,7 @@ def generate_many(
             "".join(smiles_tokens[row]),
             forced[row],
             len(trace_ids[row]) + len(smiles_tokens[row]),
+            built[row],
         )
         for row in range(n)
     ]

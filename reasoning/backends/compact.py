@@ -60,6 +60,7 @@ class CompactReasoner:
         threads: int | None = 1,
         ground_restate: bool = True,
         ground_estimates: bool = False,
+        answer_from_build: bool = False,
         workers: int = 1,
     ):
         _check_workers(workers)
@@ -76,6 +77,7 @@ class CompactReasoner:
         self.threads = threads
         self.ground_restate = ground_restate
         self.ground_estimates = ground_estimates
+        self.answer_from_build = answer_from_build
         self.workers = workers
 
     @classmethod
@@ -128,6 +130,7 @@ class CompactReasoner:
             trace_prefix=self._prefix(prompt),
             bounds=bounds,
             ground_estimates=self.ground_estimates,
+            answer_from_build=self.answer_from_build,
         )
 
     def _prefix(self, prompt: str) -> str:
@@ -199,6 +202,7 @@ class CompactReasoner:
             width=task.width,
             first_prompt=part.start,
             ground_estimates=self.ground_estimates,
+            answer_from_build=self.answer_from_build,
         )
         if task.judge is None:
             return decoded

@@ -109,6 +109,7 @@ def grpo_step(
     seed: int = 0,
     ground_estimates: bool = False,
     advantage: str = "group",
+    answer_from_build: bool = False,
 ) -> dict:
     """One GRPO update: sample a group of answers per spec, score them with RDKit, push up the better ones.
 
@@ -118,7 +119,9 @@ def grpo_step(
     decoded with RDKit-grounded running estimates (``CompactReasoner(ground_estimates=True)``), and the
     estimate tokens RDKit wrote (not the policy) are left out of the loss. ``advantage="group+best"`` adds
     :func:`best_answer_advantages` to the group-relative ones, crediting the answer that makes the group's
-    best-of-n.
+    best-of-n. With ``answer_from_build`` each answer is the molecule its trace built, where that fits
+    (``CompactReasoner(answer_from_build=True)``): the reward then judges the build steps, and the SMILES
+    RDKit wrote for a built answer is left out of the loss like the grounded estimates.
     """
     if advantage not in ADVANTAGES:
         raise ValueError(f"advantage {advantage!r}: choose one of {', '.join(ADVANTAGES)}")
@@ -139,6 +142,7 @@ def grpo_step(
         trace_prefixes=prefixes,
         bounds=[SmilesBounds.from_spec(s) for s in specs],  # as the Proposer decodes
         ground_estimates=ground_estimates,
+        answer_from_build=answer_from_build,
     )
     all_rewards, policy_terms, kl_terms, used = [], [], [], 0
     optimizer.zero_grad(set_to_none=True)
@@ -162,6 +166,10 @@ def grpo_step(
                 for k, was_forced in enumerate(written):
                     if was_forced and len(prompt_ids) - 1 + k < mask.shape[1]:
                         mask[row, len(prompt_ids) - 1 + k] = 0.0
+        for row, (sample, answer) in enumerate(zip(samples, answers, strict=True)):
+            if sample.built:  # RDKit wrote this SMILES (and its end) from the build: only the trace is the policy's
+                first = len(prompt_ids) - 1 + len(answer) - len(smiles_tokens(sample.smiles)) - 1
+                mask[row, max(first, 0) :] = 0.0
         with torch.no_grad():
             ref_logp, _ = sequence_logprobs(reference, prompt_ids, answers, tokenizer.pad_id)
         tokens = mask.sum(dim=1).clamp(min=1)
@@ -211,6 +219,11 @@ def main(argv: list[str] | None = None) -> dict:
         default="group",
         help="group: rewards standardised within each group; group+best: plus leave-one-out credit for the best",
     )
+    parser.add_argument(
+        "--answer-from-build",
+        action="store_true",
+        help="answer with the molecule each trace built (the reward then lands on the build steps)",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kl-weight", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=500)
@@ -251,6 +264,7 @@ def main(argv: list[str] | None = None) -> dict:
                 seed=args.seed * 100003 + step,
                 ground_estimates=args.ground_estimates,
                 advantage=args.advantage,
+                answer_from_build=args.answer_from_build,
             ),
             "elapsed_s": round(time.time() - begin, 1),
         }

@@ -9,10 +9,10 @@ from rdkit import Chem
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
 from reasoning.backends.compact import CompactReasoner, default_checkpoint
-from reasoning.decoding import SmilesBounds
+from reasoning.decoding import SmilesBounds, built_answer
 from reasoning.grounding import TraceGrounder, attach, built_molecule, forced_positions, running_properties
 from reasoning.traces import format_value, render_spec, restate_prefix
-from workbench.chem import DesignSpec
+from workbench.chem import DesignSpec, validate
 from workbench.chem.properties import compute as compute_property
 
 
@@ -149,3 +149,52 @@ def test_grounded_decoding_writes_true_estimates():
                 assert tokens[k + 1 : k + 1 + len(expected)] == expected
                 grounded += 1
     assert grounded >= len(samples)  # at least the scaffold step of every sample
+
+
+def test_built_answer_is_the_build_when_it_fits(trace_records, tokenizer):
+    """A teacher trace's build is its answer's formula; constraints it breaks make the decoder fall back."""
+    answered = 0
+    for record in trace_records[:60]:
+        tokens = [tokenizer.tokens[i] for i in tokenizer.encode(record["trace"])]
+        mol = built_molecule(record["prompt"], tokens)
+        answer = built_answer(record["prompt"], tokens)
+        if mol is None or answer is None:
+            continue
+        answered += 1
+        assert CalcMolFormula(Chem.MolFromSmiles(answer)) == CalcMolFormula(mol)
+        assert not any(c in answer for c in "cnos")  # Kekulé, as the training answers are
+        atoms = mol.GetNumHeavyAtoms()
+        assert built_answer(record["prompt"], tokens, bounds=SmilesBounds(max_atoms=atoms - 1)) is None
+        assert built_answer(record["prompt"], tokens, bounds=SmilesBounds(min_atoms=atoms + 1)) is None
+        symbols = {a.GetSymbol() for a in mol.GetAtoms()}
+        if len(symbols) > 1:
+            assert built_answer(record["prompt"], tokens, elements=sorted(symbols)[1:]) is None
+        assert built_answer(record["prompt"], tokens, elements=sorted(symbols)) == answer
+    assert answered > 30
+    phenol = [";", "scaffold", "C1=CC=CC=C1", "gives", ";", "add", "*O", "gives"]
+    assert built_answer("<spec> </spec>", phenol) == "OC1=CC=CC=C1"
+    pyridine = SmilesBounds(scaffold=("C", "1", "=", "C", "C", "=", "N", "C", "=", "C", "1"))
+    assert built_answer("<spec> </spec>", phenol, bounds=pyridine) is None  # not built around the spec's scaffold
+    assert built_answer("<spec> </spec>", ["add", "*", "O", "gives"]) is None  # nothing built
+
+
+def test_answer_from_build_answers_with_what_the_trace_built():
+    reasoner = CompactReasoner.from_pretrained(answer_from_build=True)
+    spec = DesignSpec(properties={"mw": [200, 380], "heavy_atoms": [14, 27]}, forbid=["[F,Cl,Br,I]"])
+    prompt = render_spec(spec)
+    bounds = SmilesBounds.from_spec(spec)
+    samples = reasoner.generate(prompt, 8, seed=5, bounds=bounds, elements=["C", "N", "O", "S"])
+    built = [s for s in samples if s.built]
+    assert len(built) >= 4
+    for sample in samples:
+        report = validate(sample.smiles)
+        assert report.molecule is not None and report.ok  # built or decoded, every answer is valid
+        assert {a.GetSymbol() for a in report.molecule.graph.GetAtoms()} <= {"C", "N", "O", "S"}
+    for sample in built:
+        tokens = reasoner.tokenizer.tokenize(sample.trace)
+        assert sample.smiles == built_answer(prompt, tokens, ["C", "N", "O", "S"], bounds)
+        assert 14 <= Chem.MolFromSmiles(sample.smiles).GetNumHeavyAtoms() <= 27
+    plain = CompactReasoner.from_pretrained().generate(prompt, 8, seed=5, bounds=bounds)
+    assert not any(s.built for s in plain)  # off by default in the decoder
+    # plain (unconstrained) decoding stays the model's own SMILES
+    assert not any(s.built for s in reasoner.generate(prompt, 4, seed=5, constrained=False))

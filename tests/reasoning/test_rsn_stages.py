@@ -123,3 +123,40 @@ def test_grpo_step_batches_specs_and_skips_groups_without_signal(tiny_model, tok
     stats = grpo_step(tiny_model, reference, tokenizer, optimizer, [small, large], known=set(), group=4, seed=2)
     assert stats["groups_used"] == 0 and stats["reward_mean"] == 2.0
     assert all(torch.equal(a, b.detach()) for a, b in zip(before, tiny_model.parameters(), strict=True))
+
+
+def test_grpo_with_built_answers_credits_only_the_trace(monkeypatch):
+    """With ``answer_from_build`` the SMILES RDKit wrote from the build is out of the loss; the trace is in."""
+    import reasoning.train.rl as rl
+    from reasoning.backends.compact import default_checkpoint
+    from reasoning.tokenizer import smiles_tokens
+
+    folder = default_checkpoint()
+    model, reference = ReasoningLM.from_pretrained(folder), ReasoningLM.from_pretrained(folder)
+    tokenizer = ReasoningTokenizer.load(folder)
+    seen = {}
+    real_generate, real_logprobs = rl.generate_many, rl.sequence_logprobs
+
+    def generate_many(*args, **kwargs):
+        seen["groups"] = real_generate(*args, **kwargs)
+        return seen["groups"]
+
+    def sequence_logprobs(model_, prompt_ids, answers, pad_id):
+        logp, mask = real_logprobs(model_, prompt_ids, answers, pad_id)
+        if model_ is model:
+            seen.setdefault("masks", []).append((len(prompt_ids), answers, mask))  # as grpo_step then edits it
+        return logp, mask
+
+    monkeypatch.setattr(rl, "generate_many", generate_many)
+    monkeypatch.setattr(rl, "sequence_logprobs", sequence_logprobs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    spec = DesignSpec(properties={"mw": [200, 320], "tpsa": [30, 70], "rotb": [0, 4]})
+    grpo_step(model, reference, tokenizer, optimizer, spec, known=set(), group=6, seed=2, answer_from_build=True)
+    samples = seen["groups"][0]
+    assert sum(s.built for s in samples) >= 3
+    ((n_prompt, answers, mask),) = seen["masks"]
+    for sample, answer, row in zip(samples, answers, mask, strict=True):
+        end = n_prompt - 1 + len(answer)
+        written = len(smiles_tokens(sample.smiles)) + 1 if sample.built else 0  # the SMILES and its end token
+        assert row[n_prompt - 1 : end - written].min() == 1.0  # the trace and <smiles> are the policy's
+        assert row[end - written :].sum() == 0.0
