@@ -469,8 +469,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--answer-from-build",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="answer with the molecule the trace built (constrained decoding's fallback when it does not fit)",
+        default=True,
+        help="answer with the molecule the trace built, decoding only when it does not fit (the reasoner's default)",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

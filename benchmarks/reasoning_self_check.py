@@ -13,6 +13,10 @@ has its answer's formula, up to fragments the grounder cannot attach), and how o
 per answer and best of the spec's samples. ``--compare`` adds the same build-vs-answer figures for other
 checkpoints, e.g. the stage (a) and (b) models. Satisfaction here is not checked for novelty.
 
+Every model here writes its own final SMILES (``answer_from_build=False``): this measures the model, not
+the decoder, which by default answers with the build whenever it fits (``CompactReasoner.answer_from_build``;
+``benchmarks/reasoning.py`` measures that).
+
     OMP_NUM_THREADS=1 python benchmarks/reasoning_self_check.py --specs 60 \
         --compare build/reasoning/sft build/reasoning/align
 """
@@ -146,11 +150,11 @@ def main(argv: list[str] | None = None) -> dict:
     def answers_of(reasoner: CompactReasoner) -> list[list[tuple]]:
         return valid_answers(reasoner, specs, args.samples, args.seed)
 
-    reasoner = CompactReasoner.from_pretrained(args.checkpoint or default_checkpoint())
+    reasoner = CompactReasoner.from_pretrained(args.checkpoint or default_checkpoint(), answer_from_build=False)
     shipped = answers_of(reasoner)  # sampled once: both figure groups below read the same answers
     compared = {}
     for folder in args.compare:
-        other = CompactReasoner.from_pretrained(folder)
+        other = CompactReasoner.from_pretrained(folder, answer_from_build=False)
         compared[folder] = build_vs_answer(other.tokenizer, specs, answers_of(other))
     figures = {
         "checkpoint": str(args.checkpoint or "reasoning/checkpoints/compact"),

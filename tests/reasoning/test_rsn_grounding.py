@@ -194,7 +194,8 @@ def test_answer_from_build_answers_with_what_the_trace_built():
         tokens = reasoner.tokenizer.tokenize(sample.trace)
         assert sample.smiles == built_answer(prompt, tokens, ["C", "N", "O", "S"], bounds)
         assert 14 <= Chem.MolFromSmiles(sample.smiles).GetNumHeavyAtoms() <= 27
-    plain = CompactReasoner.from_pretrained().generate(prompt, 8, seed=5, bounds=bounds)
-    assert not any(s.built for s in plain)  # off by default in the decoder
+    assert CompactReasoner.from_pretrained().answer_from_build  # the reasoner's default
+    decoded = CompactReasoner.from_pretrained(answer_from_build=False).generate(prompt, 8, seed=5, bounds=bounds)
+    assert not any(s.built for s in decoded)
     # plain (unconstrained) decoding stays the model's own SMILES
     assert not any(s.built for s in reasoner.generate(prompt, 4, seed=5, constrained=False))
