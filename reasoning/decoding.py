@@ -757,6 +757,9 @@ class _Vocab:
             tokenizer.smiles_end_id,
             tokenizer.unk_id,
         ]
+        # the tokens that end a trace's build steps: its check step, the end of the reasoning, the answer
+        self.build_end = [tokenizer.index[t] for t in ("check", "</think>") if t in tokenizer.index]
+        self.build_end.append(tokenizer.smiles_start_id)
 
 
 _VOCAB_CACHE: dict[int, _Vocab] = {}
@@ -975,6 +978,12 @@ def generate_many(
         from reasoning.grounding import TraceGrounder
 
         grounders = [TraceGrounder.for_prompt(prompts[row // n_prompt_rows]) for row in range(n)]
+    builders = None  # each row's build so far, when the answer is to be the build
+    if answer_from_build and constrained:
+        from reasoning.grounding import TraceGrounder
+
+        builders = grounders if grounders is not None else [TraceGrounder([]) for _ in range(n)]
+    small = [_BuildSize() for _ in range(n)]
 
     active = list(range(n))  # the rows still in the batch, in batch order
     # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
@@ -989,7 +998,13 @@ def generate_many(
         if temperature > 0:
             needed_rows = [row for row, need in zip(active, needed, strict=True) if need]
             draws = _stream_draws(generators, drawing, done, needed_rows, logits.shape[-1])
-        free = _sample_rows(logits.float(), vocab, smiles_rows, needed, temperature, top_p, None, draws)
+        building = None
+        if builders is not None:
+            building = [
+                need and small[row].below(builders[row], bounds[row // n_prompt_rows])
+                for row, need in zip(active, needed, strict=True)
+            ]
+        free = _sample_rows(logits.float(), vocab, smiles_rows, needed, temperature, top_p, None, draws, building)
         next_ids = []
         to_sample: list[tuple[int, int]] = []  # (batch position, row) of constrained rows that sample a token
         for pos, row in enumerate(active):
@@ -1021,6 +1036,8 @@ def generate_many(
                     trace_ids[row].append(token_id)
                     if grounders is not None:
                         trace_queue[row].extend(_token_ids(tokenizer, grounders[row].push(tokenizer.tokens[token_id])))
+                    elif builders is not None:
+                        builders[row].push(tokenizer.tokens[token_id])
                 continue
             if not constrained:
                 token_id = free[pos]
@@ -1070,6 +1087,29 @@ def generate_many(
     return [results[i * n_prompt_rows : (i + 1) * n_prompt_rows] for i in range(n_prompts)]
 
 
+class _BuildSize:
+    """Whether a row's build is still below its bounds' minimum size or mass (cached per partial molecule)."""
+
+    _MAX_SKIPPED = 2  # after this many build steps that did not attach, the trace may end (and fall back)
+
+    def __init__(self):
+        self._seen: object = None
+        self._below = False
+
+    def below(self, builder, bounds: SmilesBounds | None) -> bool:
+        partial = builder.partial
+        if bounds is None or partial is None or builder.skipped >= self._MAX_SKIPPED:
+            return False
+        if partial is not self._seen:
+            from rdkit.Chem import Descriptors
+
+            self._seen = partial
+            self._below = partial.GetNumHeavyAtoms() < bounds.min_atoms or (
+                bounds.min_mass > 0 and Descriptors.MolWt(partial) < bounds.min_mass
+            )
+        return self._below
+
+
 def _token_ids(tokenizer: ReasoningTokenizer, tokens: list[str]) -> list[int]:
     """Ids of ``tokens``; none at all if any is missing from the vocabulary (then nothing is forced)."""
     ids = [tokenizer.index.get(t) for t in tokens]
@@ -1085,11 +1125,13 @@ def _sample_rows(
     top_p: float,
     generator: torch.Generator | None,
     draws: torch.Tensor | None = None,
+    building: Sequence[bool] | None = None,
 ) -> list[int | None]:
     """One unconstrained sample per row (special tokens banned inside the trace), for the ``needed`` rows
     (None for the others). ``draws`` are the exponential draws of the needed rows, in order (one row of
     ``logits``' width each); without them the draws of every row are taken from ``generator``, so which
-    rows are needed does not change the samples."""
+    rows are needed does not change the samples. The trace of a ``building`` row may not end its build
+    steps yet (no ``check``, ``</think>`` or ``<smiles>``)."""
     rows = [i for i, need in enumerate(needed) if need]
     out: list[int | None] = [None] * len(needed)
     if temperature > 0:
@@ -1104,6 +1146,10 @@ def _sample_rows(
     if trace_rows:
         banned = torch.tensor(vocab.trace_banned).unsqueeze(0)
         logits[torch.tensor(trace_rows).unsqueeze(1), banned] = float("-inf")
+    growing = [k for k, i in enumerate(rows) if building is not None and building[i] and not in_smiles[i]]
+    if growing:
+        ends = torch.tensor(vocab.build_end).unsqueeze(0)
+        logits[torch.tensor(growing).unsqueeze(1), ends] = float("-inf")
     if temperature <= 0:
         picks = logits.argmax(dim=-1).tolist()
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 from rdkit import Chem
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula
 
@@ -199,3 +200,27 @@ def test_answer_from_build_answers_with_what_the_trace_built():
     assert not any(s.built for s in decoded)
     # plain (unconstrained) decoding stays the model's own SMILES
     assert not any(s.built for s in reasoner.generate(prompt, 4, seed=5, constrained=False))
+
+
+def test_a_build_below_the_minimum_size_keeps_growing():
+    """When the answer is the build, the trace may not end its build steps below the spec's minimum size."""
+    from reasoning.decoding import _sample_rows, _vocab
+
+    reasoner = CompactReasoner.from_pretrained()
+    tokenizer = reasoner.tokenizer
+    vocab = _vocab(tokenizer)
+    logits = torch.zeros(2, len(tokenizer))
+    logits[:, tokenizer.index["check"]] = 50.0  # the model wants to stop building
+    logits[:, tokenizer.index["add"]] = 10.0
+    picks = _sample_rows(
+        logits, vocab, [False, False], [True, True], 1.0, 1.0, torch.Generator().manual_seed(0), building=[False, True]
+    )
+    assert tokenizer.tokens[picks[0]] == "check" and tokenizer.tokens[picks[1]] == "add"
+    # end to end: samples whose build alone would be too small grow until they fit, so more of them are builds
+    spec = DesignSpec(properties={"heavy_atoms": [26, 36], "mw": [360, 520]})
+    prompt, bounds = render_spec(spec), SmilesBounds.from_spec(spec)
+    samples = reasoner.generate(prompt, 16, seed=4, bounds=bounds)
+    for sample in samples:
+        if sample.built:
+            assert Chem.MolFromSmiles(sample.smiles).GetNumHeavyAtoms() >= 26
+    assert sum(s.built for s in samples) >= 8
