@@ -659,13 +659,18 @@ def built_answer(
     >>> built_answer("<spec> </spec>", chlorobenzene, elements=["C", "O"]) is None
     True
     """
+    from reasoning.grounding import built_molecule
+
+    return answer_from(built_molecule(prompt, list(trace_tokens)), elements, bounds)
+
+
+def answer_from(mol: Chem.Mol | None, elements: Iterable[str] | None, bounds: SmilesBounds | None) -> str | None:
+    """:func:`built_answer` for a molecule already built (e.g. a decoder's running build)."""
     from rdkit.Chem import Descriptors, rdMolDescriptors
 
-    from reasoning.grounding import built_molecule
     from reasoning.traces import kekule_smiles
     from workbench.chem import validate
 
-    mol = built_molecule(prompt, list(trace_tokens))
     if mol is None or mol.GetNumAtoms() == 0 or len(Chem.GetMolFrags(mol)) != 1:
         return None
     if elements is not None and any(a.GetSymbol() not in set(elements) for a in mol.GetAtoms()):
@@ -983,7 +988,7 @@ def generate_many(
         from reasoning.grounding import TraceGrounder
 
         builders = grounders if grounders is not None else [TraceGrounder([]) for _ in range(n)]
-    small = [_BuildSize() for _ in range(n)]
+        small = [_BuildSize() for _ in range(n)]
 
     active = list(range(n))  # the rows still in the batch, in batch order
     # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
@@ -1022,13 +1027,9 @@ def generate_many(
                 next_ids.append(token_id)
                 if token_id == tokenizer.smiles_start_id:
                     in_smiles[row] = True
-                    if answer_from_build and constrained:
-                        answer = built_answer(
-                            prompts[row // n_prompt_rows],
-                            [tokenizer.tokens[i] for i in trace_ids[row]],
-                            states[row].elements,
-                            bounds[row // n_prompt_rows],
-                        )
+                    if builders is not None:
+                        # the running build is the trace's build (the restated prefix builds nothing)
+                        answer = answer_from(builders[row].partial, states[row].elements, bounds[row // n_prompt_rows])
                         if answer is not None:
                             smiles_tokens[row] = smiles_tokens_of(answer)
                             built[row] = done[row] = True
