@@ -347,6 +347,7 @@ def run(args: argparse.Namespace) -> dict:
         top_p=args.top_p,
         ground_estimates=args.ground_estimates,
         answer_from_build=args.answer_from_build,
+        place_by_spec=args.place_by_spec,
     )
     train_smiles = [r["smiles"] for path in args.traces for r in read_traces(path)]
     corpus = TrainingCorpus(train_smiles)
@@ -370,6 +371,7 @@ def run(args: argparse.Namespace) -> dict:
         "ground_restate": reasoner.ground_restate,
         "ground_estimates": reasoner.ground_estimates,
         "answer_from_build": reasoner.answer_from_build,
+        "place_by_spec": reasoner.place_by_spec,
         "spec_bounds": args.spec_bounds,
         "training_molecules": len(corpus.index),
     }
@@ -412,6 +414,7 @@ def run(args: argparse.Namespace) -> dict:
             ground_restate=restate,
             ground_estimates=args.ground_estimates,
             answer_from_build=args.answer_from_build,
+            place_by_spec=args.place_by_spec,
         )
         summary = summarize(sample_specs(other, specs, corpus, args, plain=False), corpus)
         figures[label] = {
@@ -471,6 +474,12 @@ def main(argv: list[str] | None = None) -> dict:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="answer with the molecule the trace built, decoding only when it does not fit (the reasoner's default)",
+    )
+    parser.add_argument(
+        "--place-by-spec",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="let RDKit choose where the build's fragments sit on the scaffold to meet the spec",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

@@ -706,6 +706,7 @@ class GeneratedText:
     forced: bool = False
     tokens: int = 0
     built: bool = False  # the SMILES is the molecule the trace built (``answer_from_build``), not decoded
+    placed: bool = False  # ... with its fragments moved off their first anchors to meet the spec (``place_by_spec``)
 
 
 def _sample(probs: torch.Tensor, generator: torch.Generator) -> int:
@@ -833,6 +834,7 @@ def generate(
     bounds: SmilesBounds | None = None,
     ground_estimates: bool = False,
     answer_from_build: bool = False,
+    place_by_spec: bool = False,
 ) -> list[GeneratedText]:
     """Sample ``n`` completions (reasoning trace + SMILES) of ``prompt`` with a KV cache.
 
@@ -864,6 +866,7 @@ def generate(
         bounds=[bounds],
         ground_estimates=ground_estimates,
         answer_from_build=answer_from_build,
+        place_by_spec=place_by_spec,
     )[0]
 
 
@@ -887,6 +890,7 @@ def generate_many(
     first_prompt: int = 0,
     ground_estimates: bool = False,
     answer_from_build: bool = False,
+    place_by_spec: bool = False,
 ) -> list[list[GeneratedText]]:
     """``n`` completions for each of several prompts in one batch (prompts are left-padded and the
     padding is masked out of attention; rotary positions make the shift harmless in exact arithmetic).
@@ -913,7 +917,9 @@ def generate_many(
     fragment bonded on), written by RDKit as soon as the trace ends, when it is a valid molecule within the
     row's constraints (elements, ``bounds``: size, rings, mass, scaffold); otherwise the SMILES is decoded as
     usual. The answer then follows the reasoning instead of being a separate guess (``GeneratedText.built``
-    says which it was).
+    says which it was). With ``place_by_spec`` as well, RDKit chooses where the fragments sit on the scaffold:
+    the placement meeting the most of the prompt's spec (:func:`~reasoning.placement.best_placement`) instead
+    of the grounder's first anchors (``GeneratedText.placed`` says when that moved a fragment).
 
     Each step masks and top-p filters the distributions of all constrained rows together, then samples
     them row by row; the tokens and random draws are those of :func:`_next_smiles_token` applied to
@@ -989,6 +995,8 @@ def generate_many(
 
         builders = grounders if grounders is not None else [TraceGrounder([]) for _ in range(n)]
         small = [_BuildSize() for _ in range(n)]
+        scores = [_spec_score(prompt) if place_by_spec else None for prompt in prompts]
+    placed = [False] * n
 
     active = list(range(n))  # the rows still in the batch, in batch order
     # each prompt's rows that draw sampling noise each step: the rows it would still have in the batch if
@@ -1029,7 +1037,12 @@ def generate_many(
                     in_smiles[row] = True
                     if builders is not None:
                         # the running build is the trace's build (the restated prefix builds nothing)
-                        answer = answer_from(builders[row].partial, states[row].elements, bounds[row // n_prompt_rows])
+                        answer, placed[row] = _built_answer(
+                            builders[row],
+                            scores[row // n_prompt_rows],
+                            states[row].elements,
+                            bounds[row // n_prompt_rows],
+                        )
                         if answer is not None:
                             smiles_tokens[row] = smiles_tokens_of(answer)
                             built[row] = done[row] = True
@@ -1082,10 +1095,36 @@ def generate_many(
             forced[row],
             len(trace_ids[row]) + len(smiles_tokens[row]),
             built[row],
+            placed[row],
         )
         for row in range(n)
     ]
     return [results[i * n_prompt_rows : (i + 1) * n_prompt_rows] for i in range(n_prompts)]
+
+
+def _spec_score(prompt: str):
+    """The placement score of the prompt's spec; None when the prompt holds no spec (nothing is placed)."""
+    from reasoning.placement import SpecScore
+    from reasoning.traces import parse_spec
+
+    try:
+        return SpecScore(parse_spec(prompt))
+    except Exception:  # noqa: BLE001 - a prompt without a parseable spec keeps the grounder's placement
+        return None
+
+
+def _built_answer(builder, score, elements, bounds: SmilesBounds | None) -> tuple[str | None, bool]:
+    """The answer a row's build gives (None: decode instead), and whether its fragments were moved to meet the
+    spec ``score`` counts (when given)."""
+    if score is not None:
+        from reasoning.placement import best_placement
+
+        mol = best_placement(builder, score)
+        if mol is not builder.partial:
+            answer = answer_from(mol, elements, bounds)
+            if answer is not None:
+                return answer, True
+    return answer_from(builder.partial, elements, bounds), False
 
 
 class _BuildSize:

@@ -46,6 +46,12 @@ def attach(partial: Chem.Mol, fragment: Chem.Mol, anchors: list[int]) -> Chem.Mo
     """``fragment`` (one ``*`` dummy atom) bonded, in place of the dummy, to the first of ``anchors`` with enough
     hydrogens for the bond (a ``=O``/``=N`` goes to an S or P that can take it first); None when no anchor fits
     or the result does not sanitize."""
+    placed = _attach(partial, fragment, anchors)
+    return placed[0] if placed is not None else None
+
+
+def _attach(partial: Chem.Mol, fragment: Chem.Mol, anchors: list[int]) -> tuple[Chem.Mol, int] | None:
+    """:func:`attach`, also returning the anchor the fragment went to."""
     dummies = [a for a in fragment.GetAtoms() if a.GetAtomicNum() == 0]
     if len(dummies) != 1 or dummies[0].GetDegree() != 1:
         return None
@@ -84,7 +90,7 @@ def attach(partial: Chem.Mol, fragment: Chem.Mol, anchors: list[int]) -> Chem.Mo
             Chem.SanitizeMol(out)
         except Exception:  # noqa: BLE001 - RDKit raises several types; any failure means "try the next anchor"
             continue
-        return out
+        return out, anchor
     return None
 
 
@@ -95,6 +101,8 @@ class TraceGrounder:
         self.running = list(running)
         self.partial: Chem.Mol | None = None
         self.anchors: list[int] = []
+        self.scaffold: Chem.Mol | None = None  # the build's recipe: its scaffold, then (fragment, anchor) steps
+        self.steps: list[tuple[Chem.Mol, int]] = []
         self._head: str | None = None  # "scaffold" or "add" while a fragment is being written
         self._fragment: list[str] = []
         self.grounded = 0  # steps whose estimates were computed
@@ -140,17 +148,19 @@ class TraceGrounder:
         if head == "scaffold":
             if any(a.GetAtomicNum() == 0 for a in fragment.GetAtoms()):
                 return None
-            self.partial = fragment
+            self.partial = self.scaffold = fragment
+            self.steps = []
             ranks = list(Chem.CanonicalRankAtoms(fragment))
             self.anchors = sorted(range(fragment.GetNumAtoms()), key=lambda i: ranks[i])
             return fragment
         if self.partial is None:
             return None
-        joined = attach(self.partial, fragment, self.anchors)
-        if joined is None:
+        placed = _attach(self.partial, fragment, self.anchors)
+        if placed is None:
             return None
-        self.partial = joined  # atoms keep their indices, so the scaffold anchors stay valid
-        return joined
+        self.partial = placed[0]  # atoms keep their indices, so the scaffold anchors stay valid
+        self.steps.append((fragment, placed[1]))
+        return self.partial
 
 
 def forced_positions(prompt: str, tokens: list[str]) -> list[bool]:

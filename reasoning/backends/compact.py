@@ -65,6 +65,7 @@ class CompactReasoner:
         ground_restate: bool = True,
         ground_estimates: bool = False,
         answer_from_build: bool = True,
+        place_by_spec: bool = False,
         workers: int = 1,
     ):
         _check_workers(workers)
@@ -82,6 +83,7 @@ class CompactReasoner:
         self.ground_restate = ground_restate
         self.ground_estimates = ground_estimates
         self.answer_from_build = answer_from_build
+        self.place_by_spec = place_by_spec
         self.workers = workers
 
     @classmethod
@@ -135,6 +137,7 @@ class CompactReasoner:
             bounds=bounds,
             ground_estimates=self.ground_estimates,
             answer_from_build=self.answer_from_build,
+            place_by_spec=self.place_by_spec,
         )
 
     def _prefix(self, prompt: str) -> str:
@@ -207,6 +210,7 @@ class CompactReasoner:
             first_prompt=part.start,
             ground_estimates=self.ground_estimates,
             answer_from_build=self.answer_from_build,
+            place_by_spec=self.place_by_spec,
         )
         if task.judge is None:
             return decoded
