@@ -478,8 +478,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--place-by-spec",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="let RDKit choose where the build's fragments sit on the scaffold to meet the spec",
+        default=True,
+        help="let RDKit choose where the build's fragments sit to meet the spec (the reasoner's default)",
     )
     parser.add_argument("--verbose", action="store_true")
     return run(parser.parse_args(argv))

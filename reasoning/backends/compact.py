@@ -48,6 +48,9 @@ class CompactReasoner:
     every added fragment bonded on, whenever that is valid and within the constraints; the SMILES is
     decoded only when it is not (:func:`reasoning.decoding.generate_many`). The compact model's own final
     SMILES is mostly not the molecule it reasoned about, and the build meets the spec more often.
+    With ``place_by_spec`` (the default) RDKit also chooses where the build's fragments sit on its scaffold,
+    the placement meeting the most of the prompt's spec (:mod:`reasoning.placement`), instead of the first
+    scaffold atom with room: the model chooses the scaffold and the fragments, not their positions.
     """
 
     name = "compact"
@@ -65,7 +68,7 @@ class CompactReasoner:
         ground_restate: bool = True,
         ground_estimates: bool = False,
         answer_from_build: bool = True,
-        place_by_spec: bool = False,
+        place_by_spec: bool = True,
         workers: int = 1,
     ):
         _check_workers(workers)

@@ -180,7 +180,7 @@ def test_built_answer_is_the_build_when_it_fits(trace_records, tokenizer):
 
 
 def test_answer_from_build_answers_with_what_the_trace_built():
-    reasoner = CompactReasoner.from_pretrained(answer_from_build=True)
+    reasoner = CompactReasoner.from_pretrained(answer_from_build=True, place_by_spec=False)
     spec = DesignSpec(properties={"mw": [200, 380], "heavy_atoms": [14, 27]}, forbid=["[F,Cl,Br,I]"])
     prompt = render_spec(spec)
     bounds = SmilesBounds.from_spec(spec)
