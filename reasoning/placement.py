@@ -11,6 +11,8 @@ meets more of the spec, up to a budget of placements tried) and returns the plac
 constraints; the first-anchor build when none does better. The model still chooses the scaffold and every
 fragment; only their positions are searched. Nothing is searched when the build already meets the spec or
 fails a constraint no placement changes (heavy atoms, rings, aromatic rings, charge, elements).
+The trace itself is not rewritten: its running estimates (grounded or sampled) describe the first-anchor
+build, so position-dependent ones (tpsa, clogp, rotb, ...) can differ from the placed answer's values.
 
 >>> from workbench.chem import DesignSpec
 >>> from reasoning.grounding import TraceGrounder
@@ -38,8 +40,8 @@ PLACEMENT_BUDGET = 24  # placements scored per build, at most (each ~1 ms)
 
 # no placement changes these: every placement has the same atoms, rings and charges
 _FIXED = frozenset({"heavy_atoms", "rings", "aromatic_rings", "charge", "formula"})
-# scored last, since they cost the most (QED and SA each take about as long as all the others together)
-_COSTLY = ("qed", "sa")
+# scored last, since they cost the most (Crippen logP ~1 ms; QED and SA each more than all the others together)
+_COSTLY = ("clogp", "qed", "sa")
 
 
 class SpecScore:
@@ -54,6 +56,7 @@ class SpecScore:
         for name, (lo, hi) in spec.properties.items():
             check = _in_range(name, lo, hi)
             (self.fixed if name in _FIXED else costly if name in _COSTLY else checks).append(check)
+        costly.sort(key=lambda check: _COSTLY.index(check.name))
         for pattern in spec.require:
             checks.insert(0, _matches(pattern, True))
         for pattern in spec.forbid:
@@ -142,7 +145,11 @@ def _rebuild(scaffold: Chem.Mol, fragments: list[Chem.Mol], sites: list[int]) ->
 
 
 def _in_range(name: str, lo: float, hi: float) -> Callable[[Chem.Mol], bool]:
-    return lambda mol: bool(lo <= compute_property(name, mol) <= hi)
+    def check(mol: Chem.Mol) -> bool:
+        return bool(lo <= compute_property(name, mol) <= hi)
+
+    check.name = name
+    return check
 
 
 _QUERIES: dict[str, Chem.Mol | None] = {}
